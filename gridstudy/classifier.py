@@ -164,9 +164,17 @@ class Scorer:
     its samples plus the score arithmetic (:func:`analysis.scores.compute_scores`).
     """
 
-    def __init__(self, classifier: Classifier, real_x: torch.Tensor) -> None:
+    def __init__(self, classifier: Classifier, real_x: torch.Tensor | None) -> None:
         self.classifier = classifier
-        _, self.real_features = classifier.predict(real_x)
+        if real_x is not None:
+            _, self.real_features = classifier.predict(real_x)
+
+    @classmethod
+    def from_features(cls, classifier: Classifier, real_features: np.ndarray) -> Scorer:
+        """A scorer whose real-digit features were computed elsewhere (once, on the driver)."""
+        scorer = cls(classifier, None)
+        scorer.real_features = real_features
+        return scorer
 
     def score(self, samples: torch.Tensor) -> dict[str, float]:
         """Every score of ``samples``; NaN scores when the samples are not finite."""

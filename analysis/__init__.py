@@ -1,0 +1,1 @@
+"""Analysis of grid-study results: scores, statistics and figures, from tables only."""

@@ -1,0 +1,238 @@
+"""The Markdown report of a grid study: what a researcher pastes into a lab notebook.
+
+``write_report`` gathers the numbers of ``analysis.stats`` (study size and status counts, the
+GAN-vs-EBGAN tests under every score, success shares, hyperparameter importance, budget curve,
+seed spread, best configurations, margins) into one Markdown file, and links the figures that
+``analysis.figures.plot_study`` wrote. Tables go through a small formatter here, so the report
+needs no ``tabulate``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.figures import FIGURE_STEMS
+from analysis.table import (
+    axis_label,
+    config_ids,
+    higher_is_better,
+    model_label,
+    models_present,
+    score_columns,
+    score_label,
+    status_counts,
+    top_configurations,
+    varying_axes,
+)
+
+FIGURE_CAPTIONS: dict[str, str] = {
+    "fig2": "Figure 2: score histograms per model (all runs; both depths <= 4; both <= 3)",
+    "fig3": "Figure 3: GAN per optimD, optimG, lr, with EBGAN of the same panel",
+    "fig4": "Figure 4: samples of the best run per model",
+    "ecdf": "Empirical CDF of the score per model",
+    "axes": "Median score per level of every hyperparameter",
+    "margin": "EBGAN score against margin and margin schedule per nLayerD",
+}
+BUDGETS: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float | np.floating):
+        return "" if np.isnan(value) else f"{value:.{digits}g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (floats to ``digits`` significant digits)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def _size_section(df: pd.DataFrame, score: str) -> list[str]:
+    ids = config_ids(df)
+    seeds = ids.value_counts()
+    counts = status_counts(df, score).assign(model=lambda t: t["model"].map(model_label))
+    return ["## Study size", "",
+            f"{len(df)} runs, {ids.nunique()} configurations, {seeds.min()}-{seeds.max()} "
+            f"seeds per configuration; models: "
+            f"{', '.join(map(model_label, models_present(df)))}. 'not scored' = NaN "
+            f"{score_label(score)} (failed, or diverged before scoring); diverged runs with a "
+            "score count as scored everywhere.", "", markdown_table(counts), ""]
+
+
+def _figure_section(out_file: Path, figures_dir: Path | None) -> list[str]:
+    lines = ["## Figures", ""]
+    if figures_dir is None:
+        return [*lines, "No figures directory given.", ""]
+    for key, stem in FIGURE_STEMS.items():
+        png, pdf = figures_dir / f"{stem}.png", figures_dir / f"{stem}.pdf"
+        if png.exists():
+            rel = Path(os.path.relpath(png, out_file.parent)).as_posix()
+            rel_pdf = Path(os.path.relpath(pdf, out_file.parent)).as_posix()
+            lines += [f"**{FIGURE_CAPTIONS[key]}** ([PDF]({rel_pdf}))", "",
+                      f"![{FIGURE_CAPTIONS[key]}]({rel})", ""]
+        elif key == "fig4":
+            lines += ["Figure 4 not drawn: no samples were given.", ""]
+    return lines
+
+
+def _comparison_frame(table: pd.DataFrame, first: str, first_label: str) -> pd.DataFrame:
+    out = stats.label_models(table)
+    out.insert(0, first_label, out.pop(first))
+    out.insert(1, "comparison", out["model_a"] + " vs " + out["model_b"])
+    keep = [first_label, "comparison", "n_a", "n_b", "median_a", "median_b", "u_pvalue",
+            "ks_stat", "ks_pvalue", "cliffs_delta", "cles", "better"]
+    return out[keep]
+
+
+def _comparison_section(df: pd.DataFrame, score: str) -> list[str]:
+    headline = stats.headline_table(df)
+    if headline.empty:
+        return []
+    headline["score"] = headline["score"].map(
+        lambda s: f"{score_label(s)} ({'higher' if higher_is_better(s) else 'lower'} better)")
+    panels = stats.compare_models(df, score)
+    return ["## GAN vs EBGAN", "",
+            "Mann-Whitney U and two-sample KS on scored runs; cliffs_delta = P(a > b) - "
+            "P(a < b) (equal to the rank-biserial correlation), cles = P(a > b) + P(a = b)/2, "
+            "both on raw values: 'better' reads the score's direction.", "",
+            "### Under every score (all runs)", "",
+            markdown_table(_comparison_frame(headline, "score", "score")), "",
+            f"### Per Figure 2 panel ({score_label(score)})", "",
+            markdown_table(_comparison_frame(panels, "panel", "panel")), ""]
+
+
+def _model_columns(df: pd.DataFrame, columns: pd.Index) -> list[str]:
+    """The models among ``columns`` in paper order (GAN, EBGAN, EBGAN-PT)."""
+    return [m for m in models_present(df) if m in set(columns)]
+
+
+def _share_text(row: pd.Series) -> str:
+    return f"{row['share']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] (n={row['n']})"
+
+
+def _success_section(df: pd.DataFrame, score: str, threshold: float | None) -> list[str]:
+    overall = stats.success_rates(df, score, threshold)
+    thr = overall["threshold"].iloc[0]
+    sign = ">=" if higher_is_better(score) else "<="
+    per_panel = stats.panel_success_rates(df, score, thr)
+    origin = "user threshold" if threshold is not None else "default, stats.DEFAULT_THRESHOLDS"
+    lines = ["## Successful runs", "",
+             f"A run succeeds when {score_label(score)} {sign} {thr:g} ({origin}). "
+             "Share [95% percentile bootstrap CI, 2000 resamples, seed 0] (n). Diverged runs "
+             "without a score count as unsuccessful; failed runs are excluded "
+             f"({int(overall['n_excluded'].sum())} excluded, with ok runs not scored).", "",
+             markdown_table(pd.DataFrame({"model": overall["model"].map(model_label),
+                                          "share [CI] (n)": overall.apply(_share_text, axis=1),
+                                          "successes": overall["n_success"]})), ""]
+    if len(per_panel):
+        per_panel["cell"] = per_panel.apply(_share_text, axis=1)
+        pivot = per_panel.pivot(index="panel", columns="model", values="cell")
+        pivot = pivot.reindex(index=list(dict.fromkeys(per_panel["panel"])),
+                              columns=_model_columns(df, pivot.columns))
+        pivot.columns = [model_label(m) for m in pivot.columns]
+        lines += ["Per Figure 3 panel:", "", markdown_table(pivot.reset_index()), ""]
+    return lines
+
+
+def _importance_section(df: pd.DataFrame, score: str) -> list[str]:
+    imp = stats.hyperparameter_importance(df, score)
+    if imp.empty:
+        return []
+    imp["cell"] = [f"{e:.3f} (p={p:.2g})" for e, p in zip(imp["eta_squared"], imp["kruskal_p"],
+                                                          strict=True)]
+    pivot = imp.pivot(index="axis", columns="model", values="cell").fillna("")
+    order = imp.groupby("axis")["eta_squared"].max().sort_values(ascending=False).index
+    pivot = pivot.reindex(index=order, columns=_model_columns(df, pivot.columns))
+    pivot.index = [axis_label(a) for a in pivot.index]
+    pivot.columns = [model_label(m) for m in pivot.columns]
+    return ["## Which hyperparameters matter", "",
+            "eta squared (share of score variance between the axis' levels, other axes pooled) "
+            "and the Kruskal-Wallis p-value across levels.", "",
+            markdown_table(pivot.rename_axis("axis").reset_index()), ""]
+
+
+def _budget_section(df: pd.DataFrame, score: str) -> list[str]:
+    curve = stats.budget_curve(df, score, ks=None)
+    curve = curve[curve["k"].isin(BUDGETS)]
+    pivot = curve.pivot(index="k", columns="model", values="expected_best")
+    pivot = pivot[_model_columns(df, pivot.columns)]
+    pivot.columns = [model_label(m) for m in pivot.columns]
+    spread = stats.label_models(stats.seed_spread(df, score))
+    return ["## Budget curve and seed spread", "",
+            f"Expected best {score_label(score)} among k runs drawn at random without "
+            "replacement (exact order statistics, Lucic et al. 2018); diverged unscored runs "
+            "are draws that found nothing, failed runs are left out.", "",
+            markdown_table(pivot.reset_index()), "",
+            "Seed-to-seed spread (median within-configuration std) against the spread across "
+            "configurations (std of configuration medians):", "", markdown_table(spread), ""]
+
+
+def _best_section(df: pd.DataFrame, score: str) -> list[str]:
+    lines = ["## Best configurations (top 5 per model)", ""]
+    top = top_configurations(df, score, k=5, higher=higher_is_better(score))
+    for model in models_present(top):
+        axes = varying_axes(df[df["model"] == model])
+        cols = [c for c in ("run_id", "seed", "status", score, *axes) if c in top.columns]
+        part = top.loc[top["model"] == model, cols]
+        part = part.rename(columns={**{a: axis_label(a) for a in axes},
+                                    score: score_label(score)})
+        lines += [f"### {model_label(model)}", "", markdown_table(part), ""]
+    return lines
+
+
+def _margin_section(df: pd.DataFrame, score: str) -> list[str]:
+    if not stats.margins_vary(df):
+        return []
+    best = stats.label_models(stats.best_margin_range(df, score))
+    table = stats.label_models(stats.margin_table(df, score))
+    table["cell"] = [f"{m:.3g} [{a:.3g}, {b:.3g}] ({n})" for m, a, b, n in
+                     zip(table["median"], table["q25"], table["q75"], table["n_runs"],
+                         strict=True)]
+    keys = [c for c in ("model", "n_layers_d", "margin_schedule") if c in table]
+    pivot = table.pivot_table(index=keys, columns="margin", values="cell", aggfunc="first")
+    pivot.columns = [f"m={m:g}" for m in pivot.columns]
+    seed = table.groupby(keys)["seed_range"].median().rename("seed range")
+    pivot = pivot.join(seed).reset_index().rename(columns={k: axis_label(k) for k in keys})
+    return ["## EBGAN margin", "",
+            f"Median {score_label(score)} [IQR] (runs) per margin; other axes and seeds pooled. "
+            "'seed range' is the median over configurations of max - min across seeds.", "",
+            markdown_table(pivot), "",
+            "Best margin range: the margin with the best median, a 95% bootstrap CI of that "
+            "median (1000 resamples, seed 0), and the margins whose median lies in the CI.", "",
+            markdown_table(best.rename(columns={k: axis_label(k) for k in keys})), ""]
+
+
+def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
+                 figures_dir: str | Path | None = None, threshold: float | None = None,
+                 score: str = "i_prime") -> Path:
+    """Write the Markdown report of ``df`` to ``out_file`` and return its path.
+
+    ``score`` is the main score (its figures, successes, importance, margins); the headline
+    table covers every score column present. ``threshold`` overrides the success threshold.
+    """
+    out_file = Path(out_file)
+    present = score_columns(df)
+    score = score if score in present or not present else present[0]
+    lines = [f"# Grid study report: {study}", "",
+             f"Main score: {score_label(score)} (`{score}`, "
+             f"{'higher' if higher_is_better(score) else 'lower'} is better).", ""]
+    lines += _size_section(df, score)
+    lines += _figure_section(out_file, Path(figures_dir) if figures_dir else None)
+    lines += _comparison_section(df, score)
+    lines += _success_section(df, score, threshold)
+    lines += _importance_section(df, score)
+    lines += _budget_section(df, score)
+    lines += _best_section(df, score)
+    lines += _margin_section(df, score)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text("\n".join(lines))
+    return out_file
