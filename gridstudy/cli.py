@@ -54,7 +54,57 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="print, as JSON, the classifier's accuracy and the scores of the real "
                          "test images (t10k) in --data-dir")
     _add_data_args(clf_eval)
+
+    sweep = sub.add_parser(
+        "sweep", help="launch (or resume) a study on Ray Tune",
+        description="Expand search spaces into runs and train them on a local Ray instance "
+                    "(127.0.0.1 only, dashboard off) or a cluster (--address). Results go to "
+                    "RESULTS_DIR/STUDY/runs.parquet as runs finish.")
+    sweep.add_argument("spaces", nargs="+", type=Path, metavar="SPACE.yaml")
+    sweep.add_argument("--study", required=True, help="study name (folder under --results-dir)")
+    sweep.add_argument("--results-dir", type=Path, default=Path("results"))
+    sweep.add_argument("--address", default=None,
+                       help="join a Ray cluster (auto, HOST:PORT or ray://HOST:10001)")
+    sweep.add_argument("--storage", default=None,
+                       help="Ray Tune storage_path: a shared folder or s3:// URI for clusters "
+                            "(default: RESULTS_DIR/STUDY)")
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
+    sweep.add_argument("--cpus-per-trial", type=int, default=1)
+    sweep.add_argument("--max-concurrent", type=int, default=None)
+    sweep.add_argument("--bundle-size", type=int, default=12,
+                       help="most runs one trial trains (default 12)")
+    sweep.add_argument("--no-fuse", dest="fuse", action="store_false",
+                       help="train a bundle's runs one at a time instead of fused")
+    sweep.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial")
+    sweep.add_argument("--num-cpus", type=int, default=None,
+                       help="CPUs of the local Ray instance (default: all)")
+    _add_set_arg(sweep)
+    _add_data_args(sweep)
+    sweep.add_argument("--resume", action="store_true",
+                       help="finish an interrupted study: skips finished runs, re-runs errored")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the runs per model and the axes; launch nothing")
+    sweep.add_argument("--yes", action="store_true",
+                       help=f"launch a grid larger than {MAX_RUNS_WITHOUT_YES} runs")
+
+    query = sub.add_parser(
+        "query", help="print a study's runs, filtered, sorted or aggregated",
+        description="Query a results table with a pandas expression (trusted input: pandas "
+                    "evaluates it like code). Example: gridstudy query results/smoke "
+                    "\"model == 'gan' and lr < 1e-3\" --sort i_prime --desc --top 5")
+    query.add_argument("study_dir", type=Path, metavar="results/NAME")
+    query.add_argument("expression", nargs="?", default=None, help="pandas query expression")
+    query.add_argument("--columns", default=None, help="comma-separated columns to show")
+    query.add_argument("--sort", default=None)
+    query.add_argument("--desc", action="store_true")
+    query.add_argument("--top", type=int, default=None)
+    query.add_argument("--group-by", default=None, help="comma-separated columns")
+    query.add_argument("--agg", default=None, help="aggregations, e.g. median,count (default)")
+    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     return parser
+
+
+MAX_RUNS_WITHOUT_YES = 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"gridstudy: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("gridstudy: interrupted", file=sys.stderr)
         return 130
@@ -72,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_trial(args: argparse.Namespace) -> int:
     from gridstudy.config import config_from_dict, parse_assignment
-    from gridstudy.session import run_trial
+    from gridstudy.trial import run_trial
 
     values: dict = {"model": args.model}
     for text in args.assignments:
@@ -92,7 +145,7 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
 
 def _cmd_classifier(args: argparse.Namespace) -> int:
-    from gridstudy.session import evaluate_classifier, prepare_classifier
+    from gridstudy.classifier import evaluate_classifier, prepare_classifier
 
     dataset = args.dataset or "mnist5k"
     if args.action == "train":
@@ -103,7 +156,67 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"trial": _cmd_trial, "classifier": _cmd_classifier}
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gridstudy.config import parse_assignment
+    from gridstudy.spaces import load_space
+
+    overrides = dict(parse_assignment(text) for text in args.assignments)
+    if args.dataset:
+        overrides["dataset"] = args.dataset
+    space = load_space(args.spaces, overrides)
+    print(space.summary())
+    if args.dry_run:
+        return 0
+    n_runs = len(space.expand())
+    if n_runs > MAX_RUNS_WITHOUT_YES and not args.yes:
+        raise UserError(f"{n_runs} runs is more than {MAX_RUNS_WITHOUT_YES}; check the grid "
+                        "with --dry-run and add --yes to launch it")
+    for name, value in (("--cpus-per-trial", args.cpus_per_trial),
+                        ("--bundle-size", args.bundle_size)):
+        if value < 1:
+            raise UserError(f"{name}: must be at least 1, got {value}")
+    if args.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
+    from gridstudy.tune import SweepOptions, run_sweep
+
+    options = SweepOptions(
+        study=args.study, results_dir=args.results_dir, address=args.address,
+        storage=args.storage, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
+        bundle_size=args.bundle_size, fuse=args.fuse, max_failures=args.max_failures,
+        resume=args.resume, data_dir=args.data_dir, num_cpus=args.num_cpus)
+    table = run_sweep(space, options)
+    counts = table.status_counts()
+    print(f"study {args.study}: {len(table.rows)} runs ({counts['ok']} ok, {counts['diverged']} "
+          f"diverged, {counts['failed']} failed) -> {options.study_dir / 'runs.parquet'}")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from gridstudy.results import load_results, query_results
+
+    frame = query_results(load_results(args.study_dir), args.expression,
+                          columns=_split(args.columns), sort=args.sort, desc=args.desc,
+                          top=args.top, group_by=_split(args.group_by), agg=_split(args.agg))
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 200, "display.max_columns", 30,
+                               "display.width", 200):
+            print(frame.to_string(index=False) if len(frame) else "(no runs match)")
+    return 0
+
+
+COMMANDS = {"trial": _cmd_trial, "classifier": _cmd_classifier, "sweep": _cmd_sweep,
+            "query": _cmd_query}
 
 
 if __name__ == "__main__":

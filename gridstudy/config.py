@@ -82,13 +82,15 @@ class RunConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:
-        return config_from_dict({**self.to_dict(), **changes})
+        """A copy with ``changes``; a new model gets its own default pt_weight unless given."""
+        values = {**self.to_dict(), **changes}
+        if "model" in changes and "pt_weight" not in changes:
+            values["pt_weight"] = None
+        return config_from_dict(values)
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
-FIELD_TYPES: dict[str, str] = {
-    name: str(f.type).replace("Optional[float]", "float | None") for name, f in FIELDS.items()
-}
+FIELD_TYPES: dict[str, str] = {name: str(f.type) for name, f in FIELDS.items()}
 
 # The paper's names for the axes of its grid (Table 1), used in figure labels.
 PAPER_NAMES: dict[str, str] = {
@@ -167,7 +169,8 @@ def _validate(c: RunConfig) -> None:
             fail(key, f"{getattr(c, key)!r} is not one of {', '.join(allowed)}")
     for key in ("n_layers_g", "n_layers_d"):
         if getattr(c, key) < 2:
-            fail(key, f"must be an integer >= 2 (an input and an output layer), got {getattr(c, key)}")
+            fail(key, "must be an integer >= 2 (an input and an output layer), "
+                      f"got {getattr(c, key)}")
     for key in ("size_g", "size_d", "z_dim", "batch_size", "steps", "n_eval"):
         if getattr(c, key) < 1:
             fail(key, f"must be a positive integer, got {getattr(c, key)}")
@@ -190,4 +193,5 @@ def _validate(c: RunConfig) -> None:
     if c.model == "ebgan_pt" and c.pt_weight == 0:
         fail("pt_weight", "ebgan_pt needs pt_weight > 0 (use model ebgan for no pulling-away term)")
     if c.model != "ebgan_pt" and c.pt_weight != 0:
-        fail("pt_weight", f"only ebgan_pt uses the pulling-away term; got {c.pt_weight} for {c.model}")
+        fail("pt_weight", "only ebgan_pt uses the pulling-away term; "
+                          f"got {c.pt_weight} for {c.model}")

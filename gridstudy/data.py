@@ -78,7 +78,8 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path}: truncated: header says shape {shape} ({expected} bytes), "
             f"file holds {len(raw) - header_len}"
         )
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header_len).reshape(shape)
+    count = int(np.prod(shape))
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header_len).reshape(shape)
 
 
 def load_dataset(name: str = "mnist5k", data_dir: str | Path | None = None) -> Dataset:

@@ -49,7 +49,8 @@ def test_ebgan_g_loss_is_mean_fake_energy():
 
 def test_pulling_away_term_orthogonal_parallel_and_mixed():
     assert pulling_away_term(torch.eye(3)).item() == pytest.approx(0.0)
-    assert pulling_away_term(torch.tensor([[1.0, 0], [2.0, 0], [-3.0, 0]])).item() == pytest.approx(1.0)
+    parallel = torch.tensor([[1.0, 0], [2.0, 0], [-3.0, 0]])
+    assert pulling_away_term(parallel).item() == pytest.approx(1.0)
     # s1=(1,0), s2=(1,1): cos^2 = 1/2 for the one pair, counted twice over N(N-1)=2.
     assert pulling_away_term(torch.tensor([[1.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(0.5)
     # three vectors at 0, 60 and 120 degrees: cos^2 = 1/4 for each of the 3 pairs -> mean 1/4.

@@ -20,7 +20,8 @@ def linears(module):
 def test_generator_layout_and_output_range():
     c = RunConfig(n_layers_g=4, size_g=32, z_dim=8)
     g, _ = build_models(c)
-    assert [(m.in_features, m.out_features) for m in linears(g)] == [(8, 32), (32, 32), (32, 32), (32, 784)]
+    shapes = [(m.in_features, m.out_features) for m in linears(g)]
+    assert shapes == [(8, 32), (32, 32), (32, 32), (32, 784)]
     assert sum(isinstance(m, nn.BatchNorm1d) for m in g.modules()) == 3  # all but the output
     out = g(torch.randn(5, 8))
     assert out.shape == (5, 784) and out.abs().max() <= 1

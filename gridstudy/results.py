@@ -1,0 +1,214 @@
+"""The results table of a study: one row per run, stored as Parquet, and the runs' samples.
+
+Layout of ``results/<study>/``:
+
+- ``runs.parquet``: one row per run (columns: docs/schema.md), rewritten atomically (write to a
+  temporary file, then ``os.replace``) so a crash never leaves a half-written table.
+- ``samples/<bundle>.npz``: the 64 kept samples of each run, uint8 (64, 28, 28), keyed by run_id.
+- ``study.json``: what the study is (name, search-space files, expected run ids, classifier).
+- ``tune/``: Ray Tune's experiment folder (its per-trial records), from which the table can be
+  rebuilt (:func:`rebuild_results`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gridstudy.config import FIELDS
+from gridstudy.errors import UserError
+
+TABLE = "runs.parquet"
+SAMPLES = "samples"
+STUDY_FILE = "study.json"
+STATUSES = ("ok", "diverged", "failed")
+_INT_COLUMNS = ("n_classes_covered",)
+_NULLABLE_INT = ("diverged_step",)
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Load a study's results table as a DataFrame, one row per run.
+
+    ``path`` is the study folder (``results/<study>``) or its ``runs.parquet``. Columns are the
+    run config's fields plus the scores and the run's status (docs/schema.md). A missing or
+    corrupt table is a one-line :class:`~gridstudy.errors.UserError` that says how to rebuild it.
+    """
+    path = Path(path)
+    table = path / TABLE if path.is_dir() or not path.suffix else path
+    if not table.exists():
+        raise UserError(f"{table}: no results table; run `gridstudy sweep` for this study first")
+    try:
+        frame = pd.read_parquet(table)
+    except Exception as exc:  # pyarrow raises several types for truncated or garbled files
+        raise UserError(f"{table}: corrupt results table ({type(exc).__name__}); rebuild it with "
+                        f"`gridstudy results rebuild {table.parent}`") from None
+    return frame
+
+
+def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts) to a typed DataFrame: config fields keep their types, NaN stays NaN."""
+    frame = pd.DataFrame.from_records(rows)
+    if frame.empty:
+        return frame
+    for name in _NULLABLE_INT:
+        if name in frame:
+            frame[name] = pd.array(
+                [None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+                 for v in frame[name]], dtype="Int64")
+    for name, f in FIELDS.items():
+        if name in frame and str(f.type) == "int":
+            frame[name] = frame[name].astype("int64")
+    if "error" in frame:
+        frame["error"] = frame["error"].fillna("").astype(str)
+    return frame
+
+
+def write_table(frame: pd.DataFrame, study_dir: Path) -> Path:
+    """Write ``runs.parquet`` atomically: a reader sees the old table or the new, never half."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    target = study_dir / TABLE
+    fd, tmp = tempfile.mkstemp(prefix=".runs-", suffix=".parquet.tmp", dir=study_dir)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def write_samples(samples: dict[str, np.ndarray], study_dir: Path, name: str) -> Path:
+    """Write one bundle's samples (run_id -> uint8 (64, 28, 28)) as compressed .npz, atomically."""
+    folder = study_dir / SAMPLES
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.npz"
+    tmp = folder / f".{name}.npz.tmp"
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **samples)
+    os.replace(tmp, target)
+    return target
+
+
+def load_samples(study_dir: str | Path, run_ids: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The kept samples of a study's runs (all, or those in ``run_ids``), keyed by run_id."""
+    study_dir = Path(study_dir)
+    wanted = set(run_ids) if run_ids is not None else None
+    found: dict[str, np.ndarray] = {}
+    files = sorted((study_dir / SAMPLES).glob("*.npz"))
+    if (study_dir / "samples.npz").exists():
+        files.append(study_dir / "samples.npz")
+    for file in files:
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                for key in archive.files:
+                    if wanted is None or key in wanted:
+                        found[key] = archive[key]
+        except (OSError, ValueError, EOFError):
+            continue  # a torn sample file loses pictures, never rows
+    return found
+
+
+def write_study_info(study_dir: Path, info: dict[str, Any]) -> None:
+    study_dir.mkdir(parents=True, exist_ok=True)
+    tmp = study_dir / f".{STUDY_FILE}.tmp"
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    os.replace(tmp, study_dir / STUDY_FILE)
+
+
+def read_study_info(study_dir: Path) -> dict[str, Any]:
+    path = study_dir / STUDY_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: corrupt study file; delete it and rerun with --resume") from None
+
+
+class ResultsTable:
+    """The in-memory table of a running study, written to disk as rows arrive.
+
+    Rows are upserted by run_id, so a run reported twice (a retried bundle) is one row. The
+    Parquet file is rewritten at most every ``flush_seconds`` and at :meth:`flush`.
+    """
+
+    def __init__(self, study_dir: Path, study: str, flush_seconds: float = 5.0) -> None:
+        self.study_dir = study_dir
+        self.study = study
+        self.flush_seconds = flush_seconds
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self._last_flush = 0.0
+        if (study_dir / TABLE).exists():
+            for row in load_results(study_dir).to_dict("records"):
+                self.rows[row["run_id"]] = row
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.rows[row["run_id"]] = {"study": self.study, **row}
+        self._dirty = True
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        write_table(rows_to_frame(list(self.rows.values())), self.study_dir)
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self.rows.values():
+            counts[row.get("status", "failed")] = counts.get(row.get("status", "failed"), 0) + 1
+        return counts
+
+
+def query_results(frame: pd.DataFrame, expression: str | None = None, *,
+                  columns: list[str] | None = None, sort: str | None = None, desc: bool = False,
+                  top: int | None = None, group_by: list[str] | None = None,
+                  agg: list[str] | None = None) -> pd.DataFrame:
+    """Filter, aggregate, sort and cut a results table (what ``gridstudy query`` prints).
+
+    ``expression`` is a ``DataFrame.query`` expression, e.g. ``"model == 'gan' and lr < 1e-3"``.
+    It is evaluated by pandas and can run code: treat it as trusted input, like a script.
+    With ``group_by``, ``columns`` (default ``i_prime``) are aggregated with ``agg``
+    (default ``median,count``) per group.
+    """
+    known = set(frame.columns)
+    for name in [*(columns or []), *(group_by or []), *([sort] if sort else [])]:
+        if name not in known and not (group_by and name == sort):
+            raise UserError(f"unknown column {name!r}; columns: {', '.join(frame.columns)}")
+    if expression:
+        try:
+            frame = frame.query(expression)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"bad query expression {expression!r}: {first}") from None
+    if group_by:
+        values = columns or ["i_prime"]
+        try:
+            frame = frame.groupby(group_by, dropna=False)[values].agg(agg or ["median", "count"])
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise UserError(f"--agg {','.join(agg or [])}: {exc}") from None
+        frame.columns = [f"{c}_{a}" for c, a in frame.columns]
+        frame = frame.reset_index()
+    elif columns:
+        frame = frame[columns]
+    if sort:
+        if sort not in frame.columns:
+            raise UserError(f"--sort {sort}: not a column of the result; "
+                            f"columns: {', '.join(map(str, frame.columns))}")
+        frame = frame.sort_values(sort, ascending=not desc, na_position="last")
+    if top is not None:
+        frame = frame.head(top)
+    return frame

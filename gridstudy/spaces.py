@@ -1,0 +1,219 @@
+"""Search spaces: declarative YAML grids expanded into run configs.
+
+A file holds one block, or several under ``blocks:`` so one study can compare models::
+
+    description: what the study is for          # optional
+    blocks:
+      - name: gan                               # optional, for --dry-run listings
+        model: gan                              # or an axis: model: [ebgan, ebgan_pt]
+        axes:                                   # crossed: every combination is a run
+          n_layers_g: [2, 3]
+          lr: [0.001, 0.0001]
+        fixed: {steps: 3000}                    # the same for every run of the block
+        seeds: [0, 1, 2]                        # the grid is repeated per seed
+
+Keys under ``axes`` and ``fixed`` are exactly the run config's fields. Everything is checked
+before anything launches; each problem is a one-line error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridstudy.config import FIELDS, RunConfig, coerce_value
+from gridstudy.errors import UserError
+
+BLOCK_KEYS = ("name", "model", "axes", "fixed", "seeds")
+FILE_KEYS = ("description", "blocks")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One grid: its axes crossed, with fixed values, repeated per seed."""
+
+    name: str
+    axes: dict[str, list[Any]]
+    fixed: dict[str, Any]
+    seeds: list[int]
+    source: str
+
+    def size(self) -> int:
+        n = len(self.seeds)
+        for values in self.axes.values():
+            n *= len(values)
+        return n
+
+    def expand(self, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
+        keys = list(self.axes)
+        runs = []
+        for combo in itertools.product(*self.axes.values()):
+            for seed in self.seeds:
+                values = {**self.fixed, **(overrides or {}), **dict(zip(keys, combo, strict=True)),
+                          "seed": seed}
+                try:
+                    runs.append(RunConfig(**values))
+                except UserError as exc:
+                    where = ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+                    raise UserError(f"{self.source}: block {self.name!r} ({where}): "
+                                    f"{str(exc).removeprefix('config: ')}") from None
+        return runs
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The blocks of one or more files, and the runs they expand into."""
+
+    blocks: list[Block]
+    description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def expand(self) -> list[RunConfig]:
+        """Every run, each once: a config that two blocks share is one run."""
+        seen: dict[str, RunConfig] = {}
+        for block in self.blocks:
+            for run in block.expand(self.overrides):
+                seen.setdefault(run.run_id(), run)
+        return list(seen.values())
+
+    def summary(self) -> str:
+        """What ``--dry-run`` prints: runs per model and per block, and each block's axes."""
+        runs = self.expand()
+        per_model = Counter(r.model for r in runs)
+        models = ", ".join(f"{m} {n}" for m, n in sorted(per_model.items()))
+        lines = [f"{len(runs)} runs: {models}"]
+        for block in self.blocks:
+            lines.append(f"block {block.name!r} ({block.source}): {block.size()} runs, "
+                         f"{len(block.seeds)} seed(s)")
+            for key, values in block.axes.items():
+                lines.append(f"  axis {key}: {values}")
+            fixed = {**block.fixed, **self.overrides}
+            if fixed:
+                lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+        return "\n".join(lines)
+
+
+def load_space(paths: list[str | Path], overrides: dict[str, Any] | None = None) -> SearchSpace:
+    """Read and validate search-space files; ``overrides`` (from ``--set``) apply to every run."""
+    blocks: list[Block] = []
+    descriptions = []
+    for path in paths:
+        file_blocks, description = _read_file(Path(path))
+        blocks += file_blocks
+        if description:
+            descriptions.append(description)
+    for key in overrides or {}:
+        for block in blocks:
+            if key in block.axes:
+                raise UserError(f"--set {key}: {block.source} varies {key} as an axis; "
+                                "remove it from the axes or drop --set")
+    space = SearchSpace(blocks, " ".join(descriptions), dict(overrides or {}))
+    space.expand()  # validates every combination before anything launches
+    return space
+
+
+def _read_file(path: Path) -> tuple[list[Block], str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: search space file not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: malformed YAML{at}: {problem}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a mapping with blocks: or model/axes/fixed/seeds")
+    if "blocks" in doc:
+        _check_keys(doc, FILE_KEYS, str(path))
+        raw_blocks = doc["blocks"]
+        if not isinstance(raw_blocks, list) or not raw_blocks:
+            raise UserError(f"{path}: blocks: expected a non-empty list of blocks")
+    else:
+        raw_blocks = [{k: v for k, v in doc.items() if k != "description"}]
+    blocks = [_parse_block(b, path, i) for i, b in enumerate(raw_blocks)]
+    return blocks, str(doc.get("description", "") or "")
+
+
+def _parse_block(raw: Any, path: Path, index: int) -> Block:
+    where = f"{path}: blocks[{index}]"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping with model, axes, fixed, seeds")
+    _check_keys(raw, BLOCK_KEYS, where)
+    name = str(raw.get("name") or raw.get("model") or f"block{index}")
+    where = f"{path}: block {name!r}"
+    axes_raw = _mapping(raw.get("axes", {}), f"{where}: axes")
+    fixed_raw = _mapping(raw.get("fixed", {}), f"{where}: fixed")
+    if "model" in raw:
+        if "model" in axes_raw or "model" in fixed_raw:
+            raise UserError(f"{where}: model is given twice (block and axes/fixed)")
+        fixed_raw = {**fixed_raw, "model": raw["model"]}
+    elif "model" not in axes_raw and "model" not in fixed_raw:
+        raise UserError(f"{where}: model: missing; set model: gan, ebgan or ebgan_pt")
+    for key in ("seed",):
+        if key in axes_raw or key in fixed_raw:
+            raise UserError(f"{where}: {key}: use the block's seeds: list instead")
+    axes = {key: _axis(values, f"{where}: axes.{key}", key) for key, values in axes_raw.items()}
+    fixed = {key: _value(value, f"{where}: fixed.{key}", key) for key, value in fixed_raw.items()}
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise UserError(f"{where}: {both[0]} is both an axis and a fixed value")
+    seeds = _axis(raw.get("seeds", [0]), f"{where}: seeds", "seed")
+    return Block(name, axes, fixed, seeds, str(path))
+
+
+def _check_keys(raw: dict, allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(map(str, raw)) - set(allowed))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; allowed here: {', '.join(allowed)}")
+
+
+def _mapping(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping of config keys to values")
+    for key in raw:
+        if key not in FIELDS:
+            raise UserError(f"{where}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+    return raw
+
+
+def _value(value: Any, where: str, key: str) -> Any:
+    value = coerce_value(key, value, where.rsplit(":", 1)[0])
+    # Check the value alone, with defaults elsewhere; pt_weight is only valid beside ebgan_pt.
+    alone = {key: value}
+    if key == "pt_weight" and value:
+        alone["model"] = "ebgan_pt"
+    try:
+        RunConfig(**alone)
+    except UserError as exc:
+        message = str(exc).removeprefix("config: ").removeprefix(f"{key}: ")
+        raise UserError(f"{where}: {message}") from None
+    return value
+
+
+def _axis(values: Any, where: str, key: str) -> list[Any]:
+    if not isinstance(values, list):
+        raise UserError(f"{where}: expected a list of values, got {values!r}")
+    if not values:
+        raise UserError(f"{where}: empty axis; give at least one value")
+    if key == "seed":
+        checked = [coerce_value("seed", v, where.rsplit(":", 1)[0]) for v in values]
+        if any(v < 0 for v in checked):
+            raise UserError(f"{where}: seeds must be integers >= 0")
+    else:
+        checked = [_value(v, where, key) for v in values]
+    duplicates = [v for v, n in Counter(map(repr, checked)).items() if n > 1]
+    if duplicates:
+        raise UserError(f"{where}: duplicate value {duplicates[0]}")
+    return checked

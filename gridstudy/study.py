@@ -1,0 +1,134 @@
+"""A study's work without Ray: plan bundles of runs, prepare shared inputs, train a bundle.
+
+A bundle is several runs trained by one worker one after another (or fused, when they share an
+architecture): thousands of tiny runs would otherwise be dominated by per-trial overhead. The
+unit of the results table stays the run. ``gridstudy.tune`` adapts this to Ray Tune.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridstudy.classifier import Classifier, Scorer, prepare_classifier
+from gridstudy.config import RunConfig
+from gridstudy.data import load_dataset
+from gridstudy.train import GRID_SAMPLES, RunResult, library_versions, train_run
+
+# Called after each run of a bundle with every result so far (for checkpointing and progress).
+OnRunDone = Callable[[list[RunResult]], None]
+
+
+@dataclass(frozen=True)
+class SharedInputs:
+    """What every run of one data set needs: prepared once on the driver, shared with workers."""
+
+    train_x: torch.Tensor
+    classifier_state: dict
+    real_features: np.ndarray
+
+    def scorer(self) -> Scorer:
+        return Scorer.from_features(Classifier.from_state(self.classifier_state),
+                                    self.real_features)
+
+
+def prepare_inputs(datasets: set[str], data_dir: str | None) -> dict[str, SharedInputs]:
+    """Load each data set and its classifier once (training the classifier on first use)."""
+    inputs = {}
+    for name in sorted(datasets):
+        data = load_dataset(name, data_dir)
+        classifier = prepare_classifier(name, data_dir, data=data)
+        scorer = Scorer(classifier, data.test_x)
+        inputs[name] = SharedInputs(data.train_x, classifier.state(), scorer.real_features)
+    return inputs
+
+
+def plan_bundles(runs: list[RunConfig], max_size: int, workers: int = 1) -> list[list[RunConfig]]:
+    """Group runs by architecture and cut each group into bundles of at most ``max_size``.
+
+    Bundles never mix architectures (so a fused trainer can take a whole bundle) and are sized
+    so that there are at least ``2 * workers`` of them when the study allows, keeping every
+    worker busy to the end.
+    """
+    if max_size < 1:
+        raise ValueError("bundle size must be at least 1")
+    size = max(1, min(max_size, math.ceil(len(runs) / max(1, 2 * workers))))
+    groups: dict[tuple, list[RunConfig]] = defaultdict(list)
+    for run in runs:
+        groups[run.architecture].append(run)
+    bundles = []
+    for group in groups.values():
+        n = math.ceil(len(group) / size)
+        step = math.ceil(len(group) / n)  # even sizes: 13 runs at size 12 are 7 + 6, not 12 + 1
+        bundles += [group[i:i + step] for i in range(0, len(group), step)]
+    return bundles
+
+
+def bundle_id(runs: list[RunConfig]) -> str:
+    """A stable name for a bundle, from its runs' ids."""
+    digest = hashlib.sha256("".join(sorted(r.run_id() for r in runs)).encode())
+    return digest.hexdigest()[:12]
+
+
+def train_bundle(runs: list[RunConfig], inputs: dict[str, SharedInputs], *, device: str,
+                 done: list[RunResult] | None = None, on_run_done: OnRunDone | None = None,
+                 fuse: bool = False) -> list[RunResult]:
+    """Train every run of a bundle not already in ``done``; a run that raises becomes a
+    ``failed`` row and the bundle goes on."""
+    results = list(done or [])
+    finished = {r.row["run_id"] for r in results}
+    todo = [r for r in runs if r.run_id() not in finished]
+    scorers = {name: inputs[name].scorer() for name in {r.dataset for r in todo}}
+    if fuse and len(todo) > 1:
+        from gridstudy.fused import train_fused  # noqa: PLC0415 (optional fast path)
+
+        ds = todo[0].dataset
+        results += train_fused(todo, inputs[ds].train_x, scorers[ds], device=device)
+        if on_run_done:
+            on_run_done(results)
+        return results
+    for run in todo:
+        try:
+            results.append(train_run(run, inputs[run.dataset].train_x, scorers[run.dataset],
+                                     device=device))
+        except Exception as exc:  # a bug or resource error in one run must not lose the others
+            results.append(failed_result(run, exc))
+        if on_run_done:
+            on_run_done(results)
+    return results
+
+
+def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
+    """The row of a run that could not finish: status ``failed``, NaN scores, the error."""
+    if isinstance(exc, BaseException):
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+        message = f"{type(exc).__name__}: {exc}{where}"
+    else:
+        message = exc
+    row = {"run_id": run.run_id(), **run.to_dict(), "status": "failed",
+           "error": message.splitlines()[0][:500] if message else "failed",
+           "diverged_step": None, "loss_d": math.nan, "loss_g": math.nan,
+           "train_seconds": math.nan, "device": "", "host": platform.node(),
+           "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           **library_versions()}
+    return RunResult(row, np.zeros((GRID_SAMPLES, 28, 28), dtype=np.uint8))
+
+
+def rows_and_samples(
+    results: list[RunResult],
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The table rows of a bundle's results, and the samples of those that ran."""
+    rows = [r.row for r in results]
+    samples = {r.row["run_id"]: r.samples for r in results if r.row["status"] != "failed"}
+    return rows, samples

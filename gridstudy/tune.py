@@ -1,0 +1,332 @@
+"""The adapter between a study and Ray Tune: the only module that imports Ray.
+
+Ray Tune schedules the bundles (one trial each), retries failed trials (``FailureConfig``),
+restores an interrupted study (``Tuner.restore``) and collects results. Each trial reports a
+checkpoint after every run it finishes (the bundle's rows and samples so far), so a retried or
+restored trial skips finished runs, and a driver-side callback turns those checkpoints into the
+study's results table as they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridstudy.config import RunConfig
+from gridstudy.errors import UserError
+from gridstudy.results import ResultsTable, read_study_info, write_samples, write_study_info
+from gridstudy.spaces import SearchSpace
+from gridstudy.study import (
+    SharedInputs,
+    bundle_id,
+    failed_result,
+    plan_bundles,
+    prepare_inputs,
+    rows_and_samples,
+    train_bundle,
+)
+from gridstudy.train import RunResult
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to launch a study (the ``gridstudy sweep`` flags)."""
+
+    study: str
+    results_dir: Path = Path("results")
+    address: str | None = None
+    storage: str | None = None
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: int = 1
+    max_concurrent: int | None = None
+    bundle_size: int = 12
+    fuse: bool = True
+    max_failures: int = 2
+    resume: bool = False
+    data_dir: str | None = None
+    num_cpus: int | None = None  # of a local instance; default: all cores
+
+    @property
+    def study_dir(self) -> Path:
+        return (self.results_dir / self.study).resolve()
+
+
+def configure_ray_env(local: bool) -> None:
+    """Environment Ray reads at import: call before anything imports ray.
+
+    Ray 2.60 on Linux replaces a node IP of 127.0.0.1 with the machine's routable address, and
+    its servers then listen on every interface. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` turns off
+    that replacement, so a local instance's node IP is 127.0.0.1 and every server (GCS, raylet,
+    workers, agents) binds to loopback only (checked by tests/test_tune.py with ``ss``). It is set
+    only for a local instance: a driver joining a multi-node cluster keeps Ray's default.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # report nothing home
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress line replaces Tune's
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # rows live in checkpoints
+    if local:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        if "ray" in sys.modules:  # imported earlier in this process: the constant is read then
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join ``address``, or start a local instance that listens on 127.0.0.1 only.
+
+    A cluster with token authentication (Ray's default) needs ``RAY_AUTH_MODE=token`` and its
+    token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
+    """
+    configure_ray_env(local=address is None)
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
+                     **common)
+    except Exception as exc:  # ConnectionError, TimeoutError, AuthenticationError, ...
+        target = address or "a local instance"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot reach Ray at {target}: {first[:300]}; check --address, that the "
+                        "cluster is up, and RAY_AUTH_MODE=token with its token") from None
+
+
+def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = None) -> None:
+    """One Tune trial: train a bundle, checkpointing after each run."""
+    import torch
+    from ray import tune
+
+    cpus = int(config.get("cpus", 1))
+    if torch.get_num_threads() != cpus:  # once per (reused) worker process
+        torch.set_num_threads(cpus)
+    device = "cuda" if config.get("gpus", 0) > 0 and torch.cuda.is_available() else "cpu"
+    runs = [RunConfig(**d) for d in config["runs"]]
+    done = _load_checkpoint(tune.get_checkpoint())
+
+    def report(results: list[RunResult]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, samples = rows_and_samples(results)
+            Path(tmp, "rows.json").write_text(json.dumps(rows, default=_json_default))
+            np.savez_compressed(Path(tmp, "samples.npz"), **samples)
+            tune.report({"runs_done": len(results), "runs_total": len(runs)},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    train_bundle(runs, inputs or {}, device=device, done=done, on_run_done=report,
+                 fuse=bool(config.get("fuse", False)))
+
+
+def _load_checkpoint(checkpoint: Any) -> list[RunResult]:
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as folder:
+        return _read_bundle(Path(folder))
+
+
+def _read_bundle(folder: Path) -> list[RunResult]:
+    rows = json.loads((folder / "rows.json").read_text())
+    with np.load(folder / "samples.npz", allow_pickle=False) as archive:
+        samples = {k: archive[k] for k in archive.files}
+    blank = np.zeros((64, 28, 28), dtype=np.uint8)
+    return [RunResult(r, samples.get(r["run_id"], blank)) for r in rows]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return str(value)
+
+
+class _StudyCallback:
+    """Driver side: checkpoints -> results table and samples; prints progress."""
+
+    def __init__(self, table: ResultsTable, total: int) -> None:
+        self.table = table
+        self.total = total
+        self.start = time.monotonic()
+        self.done_at_start = len(table.rows)
+        self.trial_errors = 0
+        self.last_print = 0.0
+
+    def checkpoint(self, trial_id: str, bundle: str, folder: Path) -> None:
+        results = _read_bundle(folder)
+        rows, samples = rows_and_samples(results)
+        if samples:
+            write_samples(samples, self.table.study_dir, bundle)
+        self.table.add(rows)
+        self.progress()
+
+    def progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_print < 2.0:
+            return
+        self.last_print = now
+        done = len(self.table.rows)
+        counts = self.table.status_counts()
+        elapsed = now - self.start
+        new = done - self.done_at_start
+        left = "?"
+        if new > 0 and done < self.total:
+            left = _fmt_seconds(elapsed / new * (self.total - done))
+        elif done >= self.total:
+            left = "0s"
+        print(f"[{self.table.study}] {done}/{self.total} runs (ok {counts['ok']}, diverged "
+              f"{counts['diverged']}, failed {counts['failed']}), trial errors "
+              f"{self.trial_errors}, {_fmt_seconds(elapsed)} elapsed, ~{left} left", flush=True)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
+    """Launch (or resume) a study on Ray Tune and return its results table when it ends."""
+    configure_ray_env(local=options.address is None)
+    from ray import tune
+
+    runs = space.expand()
+    study_dir = options.study_dir
+    tune_dir = study_dir / "tune"
+    storage = options.storage or str(study_dir)
+    experiment = f"{storage.rstrip('/')}/tune"
+    _check_study_state(study_dir, tune_dir, runs, options, experiment)
+    inputs = prepare_inputs({r.dataset for r in runs}, options.data_dir)
+    start_ray(options.address, options.num_cpus)
+    workers = _worker_slots(options)
+    bundles = plan_bundles(runs, options.bundle_size, workers)
+    write_study_info(study_dir, {
+        "study": options.study, "description": space.description,
+        "spaces": sorted({b.source for b in space.blocks}), "overrides": space.overrides,
+        "run_ids": [r.run_id() for r in runs], "n_runs": len(runs), "n_bundles": len(bundles),
+        "classifier_accuracy": {k: v.classifier_state["test_accuracy"] for k, v in inputs.items()},
+        "tune_experiment": experiment,
+    })
+    table = ResultsTable(study_dir, options.study)
+    callback = _make_callback(table, len(runs))
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, inputs=inputs),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+    )
+    if options.resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    else:
+        param_space = {"runs": tune.grid_search([[r.to_dict() for r in b] for b in bundles]),
+                       "cpus": options.cpus_per_trial, "gpus": options.gpus_per_trial,
+                       "fuse": options.fuse}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(reuse_actors=True,
+                                        max_concurrent_trials=options.max_concurrent,
+                                        trial_dirname_creator=_dirname),
+            run_config=tune.RunConfig(
+                name="tune", storage_path=storage, verbose=0, callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    try:
+        grid = tuner.fit()
+    finally:
+        table.flush()
+    _account_for_missing(table, runs, grid)
+    callback.state.progress(force=True)
+    return table
+
+
+def _make_callback(table: ResultsTable, total: int) -> Any:
+    from ray.tune import Callback
+
+    state = _StudyCallback(table, total)
+
+    class StudyCallback(Callback):
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: ANN001
+            bundle = bundle_id([RunConfig(**d) for d in trial.config["runs"]])
+            with checkpoint.as_directory() as folder:
+                state.checkpoint(trial.trial_id, bundle, Path(folder))
+
+        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+            state.trial_errors += 1
+            state.progress(force=True)
+
+    callback = StudyCallback()
+    callback.state = state
+    return callback
+
+
+def _dirname(trial: Any) -> str:
+    return f"bundle_{trial.trial_id}"
+
+
+def _worker_slots(options: SweepOptions) -> int:
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    slots = cpus / max(options.cpus_per_trial, 1e-9)
+    if options.gpus_per_trial > 0:
+        slots = min(slots, ray.cluster_resources().get("GPU", 0) / options.gpus_per_trial)
+    if options.max_concurrent:
+        slots = min(slots, options.max_concurrent)
+    return max(1, math.floor(slots))
+
+
+def _check_study_state(study_dir: Path, tune_dir: Path, runs: list[RunConfig],
+                       options: SweepOptions, experiment: str) -> None:
+    from ray import tune
+
+    info = read_study_info(study_dir)
+    exists = bool(info) or tune_dir.exists()
+    if exists and not options.resume:
+        raise UserError(f"{study_dir}: study {options.study!r} exists; add --resume to finish it, "
+                        "or choose another --study name")
+    if options.resume:
+        if not exists or not tune.Tuner.can_restore(experiment):
+            raise UserError(f"{study_dir}: nothing to resume for study {options.study!r}; "
+                            "launch it without --resume")
+        if info and sorted(info.get("run_ids", [])) != sorted(r.run_id() for r in runs):
+            raise UserError(f"{study_dir}: the search space differs from the one this study was "
+                            "launched with; resume with the same files and --set values")
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        probe = study_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{study_dir}: results folder is not writable ({exc.strerror}); "
+                        "choose another --results-dir") from None
+
+
+def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) -> None:
+    """Runs of errored trials that never reported: recorded as failed, so none goes missing."""
+    errors = {}
+    for result in grid:
+        if result.error is not None:
+            message = str(result.error).strip().splitlines()
+            for d in result.config.get("runs", []):
+                errors[RunConfig(**d).run_id()] = f"trial error: {message[-1] if message else ''}"
+    missing = [r for r in runs if r.run_id() not in table.rows]
+    if missing:
+        table.add([failed_result(r, errors.get(r.run_id(), "trial did not finish")).row
+                   for r in missing])
+    table.flush()
+    if missing:
+        print(f"{len(missing)} runs recorded as failed (their trials errored); "
+              "`gridstudy sweep ... --resume` re-runs them", file=sys.stderr)
