@@ -111,21 +111,6 @@ def model_label(model: str) -> str:
     return MODEL_LABELS.get(model, model)
 
 
-def load_runs(path: str | Path) -> pd.DataFrame:
-    """Read ``runs.parquet`` (or a CSV) into a DataFrame; no rows are dropped."""
-    path = Path(path)
-    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-
-
-def load_samples(path: str | Path) -> dict[str, np.ndarray]:
-    """Read ``samples.npz`` into {run_id: uint8 array (64, 28, 28)}; missing file -> {}."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    with np.load(path) as npz:
-        return {key: npz[key] for key in npz.files}
-
-
 def models_present(df: pd.DataFrame) -> list[str]:
     """Models in the table, paper order first, then any others alphabetically."""
     present = set(df["model"].dropna().unique())

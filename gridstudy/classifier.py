@@ -8,7 +8,6 @@ Checkpoints hold tensors only and load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gridstudy.data import IMAGE_SIDE, Dataset
+from gridstudy.data import IMAGE_SIDE, Dataset, cache_dir
 from gridstudy.errors import UserError
 
 FEATURE_DIM = 512  # width of the penultimate layer, the space of the Fréchet distance
@@ -88,16 +87,15 @@ class Classifier:
         return cls(net, state["dataset"], state["fingerprint"], float(state["test_accuracy"]))
 
 
-def cache_dir() -> Path:
-    """``$GRIDSTUDY_CACHE_DIR``, else ``~/.cache/gridstudy``."""
-    root = os.environ.get("GRIDSTUDY_CACHE_DIR") or Path.home() / ".cache" / "gridstudy"
-    return Path(root)
+def classifier_path(data: Dataset, epochs: int = 15) -> Path:
+    """Where the classifier of ``data`` is cached: keyed by data set name and content."""
+    return cache_dir() / f"classifier-{data.name}-{data.fingerprint()}-e{epochs}.pt"
 
 
 def load_or_train_classifier(data: Dataset, *, epochs: int = 15, verbose: bool = False
                              ) -> Classifier:
     """The cached classifier for ``data``, training and caching it on first use."""
-    path = cache_dir() / f"classifier-{data.name}-{data.fingerprint()}-e{epochs}.pt"
+    path = classifier_path(data, epochs)
     if path.exists():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -26,6 +26,9 @@ def _add_set_arg(p: argparse.ArgumentParser) -> None:
                    help="set a run config field, e.g. --set lr=0.0001 (repeatable)")
 
 
+MAX_RUNS_WITHOUT_YES = 10_000
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gridstudy",
@@ -84,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="finish an interrupted study: skips finished runs, re-runs errored")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the runs per model and the axes; launch nothing")
-    sweep.add_argument("--yes", action="store_true",
-                       help=f"launch a grid larger than {MAX_RUNS_WITHOUT_YES} runs")
+    sweep.add_argument("--max-runs", type=int, default=MAX_RUNS_WITHOUT_YES,
+                       help="a grid with more runs needs --yes (default %(default)s)")
+    sweep.add_argument("--yes", action="store_true", help="launch a grid larger than --max-runs")
 
     query = sub.add_parser(
         "query", help="print a study's runs, filtered, sorted or aggregated",
@@ -101,10 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--group-by", default=None, help="comma-separated columns")
     query.add_argument("--agg", default=None, help="aggregations, e.g. median,count (default)")
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    plot = sub.add_parser(
+        "plot", help="draw the paper's figures (and more) from a results table",
+        description="Figures 2-4 of the paper and the extra ones (ECDF, median per level, "
+                    "margins), as PNG and PDF, from results/NAME/runs.parquet.")
+    plot.add_argument("study_dir", type=Path, metavar="results/NAME")
+    plot.add_argument("--out", type=Path, default=None, help="folder (default results/NAME/figures)")
+    plot.add_argument("--score", default="i_prime",
+                      help="score column to draw (i_prime, inception_score, frechet_distance, ...)")
+
+    report = sub.add_parser("report", help="write a Markdown report of a study",
+                            description="Study size and status counts, statistics, figures and "
+                                        "best configurations as one Markdown file.")
+    report.add_argument("study_dir", type=Path, metavar="results/NAME")
+    report.add_argument("--out", type=Path, default=None,
+                        help="file (default results/NAME/report.md)")
+    report.add_argument("--score", default="i_prime", help="the main score (default i_prime)")
+    report.add_argument("--threshold", type=float, default=None,
+                        help="score above which a run counts as successful (default: see report)")
+
+    results = sub.add_parser("results", help="maintain a results table")
+    results_sub = results.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rebuild = results_sub.add_parser(
+        "rebuild", help="rebuild runs.parquet and the samples from Ray Tune's per-trial records")
+    rebuild.add_argument("study_dir", type=Path, metavar="results/NAME")
     return parser
-
-
-MAX_RUNS_WITHOUT_YES = 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,8 +198,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     n_runs = len(space.expand())
-    if n_runs > MAX_RUNS_WITHOUT_YES and not args.yes:
-        raise UserError(f"{n_runs} runs is more than {MAX_RUNS_WITHOUT_YES}; check the grid "
+    if n_runs > args.max_runs and not args.yes:
+        raise UserError(f"{n_runs} runs is more than --max-runs {args.max_runs}; check the grid "
                         "with --dry-run and add --yes to launch it")
     for name, value in (("--cpus-per-trial", args.cpus_per_trial),
                         ("--bundle-size", args.bundle_size)):
@@ -215,8 +241,57 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_analysis(study_dir: Path, score: str):  # noqa: ANN202
+    from gridstudy.results import load_results
+
+    frame = load_results(study_dir)
+    if score not in frame.columns:
+        raise UserError(f"--score {score}: not a column of {study_dir}/runs.parquet")
+    return frame, _study_name(study_dir, frame)
+
+
+def _study_name(study_dir: Path, frame) -> str:  # noqa: ANN001
+    names = frame["study"].dropna().unique() if "study" in frame else []
+    return str(names[0]) if len(names) == 1 else study_dir.resolve().name
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from analysis.figures import plot_study
+    from gridstudy.results import load_samples
+
+    frame, study = _load_for_analysis(args.study_dir, args.score)
+    out = args.out or args.study_dir / "figures"
+    paths = plot_study(frame, out, study=study, samples=load_samples(args.study_dir),
+                       score=args.score)
+    print(f"{len(paths)} files -> {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    frame, study = _load_for_analysis(args.study_dir, args.score)
+    out = args.out or args.study_dir / "report.md"
+    figures = args.study_dir / "figures"
+    path = write_report(frame, out, study=study, figures_dir=figures if figures.exists() else None,
+                        threshold=args.threshold, score=args.score)
+    print(f"report -> {path}")
+    return 0
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from gridstudy.tune import rebuild_results
+
+    table = rebuild_results(args.study_dir)
+    counts = table.status_counts()
+    print(f"rebuilt {args.study_dir / 'runs.parquet'}: {len(table.rows)} runs "
+          f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed)")
+    return 0
+
+
 COMMANDS = {"trial": _cmd_trial, "classifier": _cmd_classifier, "sweep": _cmd_sweep,
-            "query": _cmd_query}
+            "query": _cmd_query, "plot": _cmd_plot, "report": _cmd_report,
+            "results": _cmd_results}
 
 
 if __name__ == "__main__":

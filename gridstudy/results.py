@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,7 @@ TABLE = "runs.parquet"
 SAMPLES = "samples"
 STUDY_FILE = "study.json"
 STATUSES = ("ok", "diverged", "failed")
-_INT_COLUMNS = ("n_classes_covered",)
-_NULLABLE_INT = ("diverged_step",)
+_NULLABLE_INT = ("diverged_step", "n_classes_covered")  # integers that may be missing
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -112,7 +112,7 @@ def load_samples(study_dir: str | Path, run_ids: list[str] | None = None) -> dic
                 for key in archive.files:
                     if wanted is None or key in wanted:
                         found[key] = archive[key]
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             continue  # a torn sample file loses pictures, never rows
     return found
 
@@ -141,14 +141,15 @@ class ResultsTable:
     Parquet file is rewritten at most every ``flush_seconds`` and at :meth:`flush`.
     """
 
-    def __init__(self, study_dir: Path, study: str, flush_seconds: float = 5.0) -> None:
+    def __init__(self, study_dir: Path, study: str, flush_seconds: float = 5.0,
+                 load_existing: bool = True) -> None:
         self.study_dir = study_dir
         self.study = study
         self.flush_seconds = flush_seconds
         self.rows: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._last_flush = 0.0
-        if (study_dir / TABLE).exists():
+        if load_existing and (study_dir / TABLE).exists():
             for row in load_results(study_dir).to_dict("records"):
                 self.rows[row["run_id"]] = row
 

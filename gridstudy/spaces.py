@@ -189,16 +189,15 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
 
 
 def _value(value: Any, where: str, key: str) -> Any:
-    value = coerce_value(key, value, where.rsplit(":", 1)[0])
-    # Check the value alone, with defaults elsewhere; pt_weight is only valid beside ebgan_pt.
+    """One value of ``key``, type-checked and range-checked alone (defaults elsewhere)."""
     alone = {key: value}
-    if key == "pt_weight" and value:
+    if key == "pt_weight" and value:  # pt_weight is only valid beside ebgan_pt
         alone["model"] = "ebgan_pt"
     try:
+        alone[key] = value = coerce_value(key, value)
         RunConfig(**alone)
     except UserError as exc:
-        message = str(exc).removeprefix("config: ").removeprefix(f"{key}: ")
-        raise UserError(f"{where}: {message}") from None
+        raise UserError(f"{where}: {str(exc).split(f'{key}: ', 1)[-1]}") from None
     return value
 
 
@@ -208,8 +207,8 @@ def _axis(values: Any, where: str, key: str) -> list[Any]:
     if not values:
         raise UserError(f"{where}: empty axis; give at least one value")
     if key == "seed":
-        checked = [coerce_value("seed", v, where.rsplit(":", 1)[0]) for v in values]
-        if any(v < 0 for v in checked):
+        checked = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if len(checked) != len(values) or any(v < 0 for v in checked):
             raise UserError(f"{where}: seeds must be integers >= 0")
     else:
         checked = [_value(v, where, key) for v in values]

@@ -113,7 +113,8 @@ def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
     if isinstance(exc, BaseException):
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
-        message = f"{type(exc).__name__}: {exc}{where}"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = f"{type(exc).__name__}: {text}{where}"
     else:
         message = exc
     row = {"run_id": run.run_id(), **run.to_dict(), "status": "failed",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ray.tune import Callback
 
 from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
@@ -88,11 +89,13 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     A cluster with token authentication (Ray's default) needs ``RAY_AUTH_MODE=token`` and its
     token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
     """
-    configure_ray_env(local=address is None)
+    configure_ray_env(local=address is None or _is_loopback(address))
     import ray
 
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        _check_reachable(address)
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
     try:
         if address:
@@ -105,6 +108,38 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach Ray at {target}: {first[:300]}; check --address, that the "
                         "cluster is up, and RAY_AUTH_MODE=token with its token") from None
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """``ray://host:10001`` or ``host:6379`` -> (host, port)."""
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if not host:
+        return rest, None
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return host, None
+
+
+def _is_loopback(address: str) -> bool:
+    host, _ = _host_port(address)
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``address`` (Ray retries long)."""
+    import socket
+
+    host, port = _host_port(address)
+    if port is None:
+        raise UserError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"--address {address}: unreachable ({exc.strerror or exc}); check the "
+                        "address and that the cluster is up") from None
 
 
 def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = None) -> None:
@@ -199,7 +234,7 @@ def _fmt_seconds(seconds: float) -> str:
 
 def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
     """Launch (or resume) a study on Ray Tune and return its results table when it ends."""
-    configure_ray_env(local=options.address is None)
+    configure_ray_env(local=options.address is None or _is_loopback(options.address))
     from ray import tune
 
     runs = space.expand()
@@ -208,8 +243,8 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
     storage = options.storage or str(study_dir)
     experiment = f"{storage.rstrip('/')}/tune"
     _check_study_state(study_dir, tune_dir, runs, options, experiment)
-    inputs = prepare_inputs({r.dataset for r in runs}, options.data_dir)
     start_ray(options.address, options.num_cpus)
+    inputs = prepare_inputs({r.dataset for r in runs}, options.data_dir)
     workers = _worker_slots(options)
     bundles = plan_bundles(runs, options.bundle_size, workers)
     write_study_info(study_dir, {
@@ -219,8 +254,9 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
         "classifier_accuracy": {k: v.classifier_state["test_accuracy"] for k, v in inputs.items()},
         "tune_experiment": experiment,
     })
+    global _ACTIVE
     table = ResultsTable(study_dir, options.study)
-    callback = _make_callback(table, len(runs))
+    _ACTIVE = progress = _StudyCallback(table, len(runs))
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, inputs=inputs),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
@@ -238,7 +274,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
                                         max_concurrent_trials=options.max_concurrent,
                                         trial_dirname_creator=_dirname),
             run_config=tune.RunConfig(
-                name="tune", storage_path=storage, verbose=0, callbacks=[callback],
+                name="tune", storage_path=storage, verbose=0, callbacks=[StudyCallback()],
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
@@ -246,30 +282,38 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
     try:
         grid = tuner.fit()
     finally:
+        _ACTIVE = None
         table.flush()
     _account_for_missing(table, runs, grid)
-    callback.state.progress(force=True)
+    progress.progress(force=True)
     return table
 
 
-def _make_callback(table: ResultsTable, total: int) -> Any:
-    from ray.tune import Callback
+# The driver's study state. Tuner.restore unpickles the callbacks of the original launch, so
+# the callback holds no state of its own and forwards to whatever study this process runs now.
+_ACTIVE: _StudyCallback | None = None
 
-    state = _StudyCallback(table, total)
 
-    class StudyCallback(Callback):
-        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: ANN001
-            bundle = bundle_id([RunConfig(**d) for d in trial.config["runs"]])
-            with checkpoint.as_directory() as folder:
-                state.checkpoint(trial.trial_id, bundle, Path(folder))
+class StudyCallback(Callback):
+    """Forwards Tune's checkpoint and error events to the active study (see ``_ACTIVE``)."""
 
-        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-            state.trial_errors += 1
-            state.progress(force=True)
+    def __getstate__(self) -> dict:
+        return {}
 
-    callback = StudyCallback()
-    callback.state = state
-    return callback
+    def __setstate__(self, state: dict) -> None:
+        pass
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: ANN001
+        if _ACTIVE is None:
+            return
+        bundle = bundle_id([RunConfig(**d) for d in trial.config["runs"]])
+        with checkpoint.as_directory() as folder:
+            _ACTIVE.checkpoint(trial.trial_id, bundle, Path(folder))
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if _ACTIVE is not None:
+            _ACTIVE.trial_errors += 1
+            _ACTIVE.progress(force=True)
 
 
 def _dirname(trial: Any) -> str:
@@ -330,3 +374,41 @@ def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) 
     if missing:
         print(f"{len(missing)} runs recorded as failed (their trials errored); "
               "`gridstudy sweep ... --resume` re-runs them", file=sys.stderr)
+
+
+def rebuild_results(study_dir: Path) -> ResultsTable:
+    """Rebuild ``runs.parquet`` and the samples from the per-trial checkpoints Tune kept.
+
+    Reads the local experiment folder (``results/<study>/tune``, or the one ``study.json``
+    names); a table that is corrupt or missing is replaced, rows only in the old table are kept.
+    """
+    study_dir = study_dir.resolve()
+    info = read_study_info(study_dir)
+    experiment = Path(info.get("tune_experiment") or study_dir / "tune")
+    if "://" in str(info.get("tune_experiment", "")):
+        raise UserError(f"{study_dir}: the study's Tune records are at {experiment}; copy that "
+                        "folder to results/<study>/tune and rebuild again")
+    if not experiment.is_dir():
+        raise UserError(f"{experiment}: no Ray Tune records to rebuild from")
+    table = ResultsTable(study_dir, info.get("study") or study_dir.name, load_existing=False)
+    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        for checkpoint in reversed(checkpoints):  # the newest readable one holds every run
+            try:
+                results = _read_bundle(checkpoint)
+            except (OSError, ValueError, KeyError):
+                continue
+            rows, samples = rows_and_samples(results)
+            if samples:
+                write_samples(samples, study_dir, trial_dir.name)
+            table.add(rows)
+            break
+    if not table.rows:
+        raise UserError(f"{experiment}: no finished runs in Ray Tune's records")
+    expected = info.get("run_ids", [])
+    missing = [r for r in expected if r not in table.rows]
+    table.flush()
+    if missing:
+        print(f"{len(missing)} of {len(expected)} runs have no record yet; "
+              "`gridstudy sweep ... --resume` finishes them", file=sys.stderr)
+    return table

@@ -1,0 +1,91 @@
+"""The command line: help, one trial end to end, and bad input as one line with exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridstudy.cli import build_parser, main
+from gridstudy.results import write_table
+from tests.synthetic import make_results
+
+SMOKE = str(Path(__file__).parent.parent / "search_spaces" / "smoke.yaml")
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_every_command():
+    text = build_parser().format_help()
+    for command in ("trial", "classifier", "sweep", "query", "plot", "report", "results"):
+        assert command in text
+    done = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "--address" in done.stdout and "--resume" in done.stdout
+
+
+def test_trial_writes_config_result_and_samples(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(["trial", "--model", "ebgan", "--steps", "5", "--set", "size_g=32",
+                           "--set", "size_d=16", "--set", "n_eval=100", "--out", str(out)], capsys)
+    assert code == 0 and "ebgan ok: I'=" in stdout
+    result = json.loads((out / "result.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert result["model"] == "ebgan" and result["steps"] == 5 and config["size_g"] == 32
+    assert {"i_prime", "inception_score", "status", "loss_d", "loss_g", "train_seconds",
+            "device", "torch_version"} <= set(result)
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["trial", "--set", "lr=fast", "--out", "x"], "lr: expected a number"),
+    (["trial", "--set", "sizeD=3", "--out", "x"], "unknown key 'sizeD'"),
+    (["trial", "--set", "size_d=-3", "--out", "x"], "size_d: must be a positive integer"),
+    (["trial", "--dataset", "mnist", "--data-dir", "/nonexistent", "--out", "{tmp}/o"],
+     "no train-images-idx3-ubyte"),
+    (["sweep", "/nonexistent.yaml", "--study", "s"], "search space file not found"),
+    (["sweep", SMOKE, "--study", "s", "--max-runs", "10"], "more than --max-runs 10"),
+    (["sweep", SMOKE, "--study", "s", "--set", "lr=0.1"], "--set lr"),
+    (["sweep", SMOKE, "--study", "s", "--results-dir", "{tmp}/file/sub"], "not writable"),
+    (["sweep", SMOKE, "--study", "s", "--resume", "--results-dir", "{tmp}"], "nothing to resume"),
+    (["sweep", SMOKE, "--study", "s", "--address", "127.0.0.1:1", "--results-dir", "{tmp}"],
+     "unreachable"),
+    (["query", "{tmp}", "--columns", "x"], "no results table"),
+    (["classifier", "evaluate"], "needs --data-dir"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "file").write_text("")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("gridstudy: error: ")
+
+
+def test_dry_run_launches_nothing(tmp_path, capsys):
+    code, out, _ = run(["sweep", SMOKE, "--study", "s", "--results-dir", str(tmp_path),
+                        "--dry-run"], capsys)
+    assert code == 0 and out.startswith("24 runs: ebgan 8, gan 16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_query_plot_report_on_a_table(tmp_path, capsys):
+    write_table(make_results(60, n_seeds=2), tmp_path)
+    code, out, _ = run(["query", str(tmp_path), "model == 'gan'", "--sort", "i_prime", "--desc",
+                        "--top", "3", "--columns", "model,i_prime", "--format", "json"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 3 and {r["model"] for r in rows} == {"gan"}
+    assert rows[0]["i_prime"] >= rows[1]["i_prime"] >= rows[2]["i_prime"]
+    code, _, err = run(["query", str(tmp_path), "i_prime >"], capsys)
+    assert code == 2 and "bad query expression" in err
+    assert run(["plot", str(tmp_path)], capsys)[0] == 0
+    assert (tmp_path / "figures" / "fig2_histograms.png").exists()
+    assert run(["report", str(tmp_path)], capsys)[0] == 0
+    assert "figures/fig2_histograms.png" in (tmp_path / "report.md").read_text()
+    code, _, err = run(["plot", str(tmp_path), "--score", "nope"], capsys)
+    assert code == 2 and "--score nope" in err

@@ -1,0 +1,118 @@
+"""The results table: typed round trip, atomic writes, corrupt files, query, samples."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridstudy.config import RunConfig
+from gridstudy.errors import UserError
+from gridstudy.results import (
+    ResultsTable,
+    load_results,
+    load_samples,
+    query_results,
+    rows_to_frame,
+    write_samples,
+    write_table,
+)
+
+
+def row(**kw):
+    c = RunConfig(**{k: v for k, v in kw.items() if k in RunConfig.__dataclass_fields__})
+    base = {"run_id": c.run_id(), **c.to_dict(), "i_prime": 1.0, "n_classes_covered": 10.0,
+            "status": "ok", "error": "", "diverged_step": None}
+    return {**base, **{k: v for k, v in kw.items() if k not in c.to_dict()}}
+
+
+def test_round_trip_keeps_types(tmp_path):
+    rows = [row(lr=1e-3), row(lr=1e-4, status="diverged", diverged_step=17, i_prime=math.nan,
+                              n_classes_covered=math.nan)]
+    write_table(rows_to_frame(rows), tmp_path)
+    frame = load_results(tmp_path)
+    assert len(frame) == 2
+    assert frame["size_g"].dtype == "int64" and frame["dropout_d"].dtype == bool
+    assert str(frame["diverged_step"].dtype) == "Int64"
+    assert frame["diverged_step"].tolist()[1] == 17 and pd.isna(frame["diverged_step"][0])
+    assert str(frame["n_classes_covered"].dtype) == "Int64"
+    assert math.isnan(frame["i_prime"][1])
+    assert load_results(tmp_path / "runs.parquet").equals(frame)
+
+
+def test_a_failed_write_leaves_the_old_table(tmp_path, monkeypatch):
+    write_table(rows_to_frame([row()]), tmp_path)
+
+    def explode(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", explode)
+    with pytest.raises(OSError):
+        write_table(rows_to_frame([row(), row(seed=1)]), tmp_path)
+    monkeypatch.undo()
+    assert len(load_results(tmp_path)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.parquet"]  # no temporary left behind
+
+
+def test_corrupt_or_missing_table_is_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="no results table"):
+        load_results(tmp_path)
+    write_table(rows_to_frame([row()]), tmp_path)
+    data = (tmp_path / "runs.parquet").read_bytes()
+    (tmp_path / "runs.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError) as info:
+        load_results(tmp_path)
+    assert "corrupt results table" in str(info.value)
+    assert "gridstudy results rebuild" in str(info.value)
+
+
+def test_results_table_upserts_by_run_id(tmp_path):
+    table = ResultsTable(tmp_path, "s", flush_seconds=0)
+    table.add([row(), row(seed=1)])
+    table.add([row(i_prime=2.0)])  # the same run reported again (a retried bundle)
+    frame = load_results(tmp_path)
+    assert len(frame) == 2 and sorted(frame["i_prime"]) == [1.0, 2.0]
+    assert set(frame["study"]) == {"s"}
+    assert ResultsTable(tmp_path, "s").status_counts() == {"ok": 2, "diverged": 0, "failed": 0}
+
+
+def test_samples_round_trip(tmp_path):
+    a = np.arange(64 * 28 * 28, dtype=np.uint8).reshape(64, 28, 28)
+    write_samples({"r1": a, "r2": a[::-1]}, tmp_path, "b1")
+    write_samples({"r3": a}, tmp_path, "b2")
+    (tmp_path / "samples" / "torn.npz").write_bytes(b"PK\x03\x04 not really")
+    found = load_samples(tmp_path)
+    assert set(found) == {"r1", "r2", "r3"} and np.array_equal(found["r2"], a[::-1])
+    assert set(load_samples(tmp_path, ["r3"])) == {"r3"}
+
+
+@pytest.fixture
+def frame():
+    return rows_to_frame([row(model="gan", lr=1e-3, i_prime=1.0), row(model="gan", lr=1e-4, i_prime=3.0),
+                          row(model="ebgan", i_prime=2.0), row(model="ebgan", seed=1, i_prime=4.0)])
+
+
+def test_query_filter_sort_top(frame):
+    out = query_results(frame, "model == 'gan'", columns=["lr", "i_prime"], sort="i_prime",
+                        desc=True, top=1)
+    assert out.to_dict("records") == [{"lr": 1e-4, "i_prime": 3.0}]
+
+
+def test_query_group_by(frame):
+    out = query_results(frame, group_by=["model"], agg=["median", "count"])
+    assert out.set_index("model").to_dict("index") == {
+        "ebgan": {"i_prime_median": 3.0, "i_prime_count": 2},
+        "gan": {"i_prime_median": 2.0, "i_prime_count": 2}}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"expression": "model =="}, "bad query expression"),
+    ({"expression": "nonexistent > 1"}, "bad query expression"),
+    ({"columns": ["nope"]}, "unknown column 'nope'"),
+    ({"sort": "nope"}, "unknown column 'nope'"),
+    ({"group_by": ["model"], "agg": ["bogus"]}, "--agg bogus"),
+])
+def test_query_errors(frame, kwargs, message):
+    expression = kwargs.pop("expression", None)
+    with pytest.raises(UserError, match=message):
+        query_results(frame, expression, **kwargs)

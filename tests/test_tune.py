@@ -1,0 +1,138 @@
+"""Studies on a real local Ray instance: end to end, loopback only, resume, rebuild.
+
+Marked slow: each starts Ray (a few seconds) and trains tiny runs.
+"""
+
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gridstudy.errors import UserError
+from gridstudy.results import load_results, load_samples
+from gridstudy.spaces import load_space
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+blocks:
+  - model: gan
+    axes: {lr: [0.001, 0.0001]}
+    fixed: {size_g: 16, size_d: 8, steps: %(steps)d, n_eval: 100, batch_size: 8}
+  - model: ebgan
+    axes: {n_layers_d: [2, 3]}
+    fixed: {size_g: 16, size_d: 8, steps: %(steps)d, n_eval: 100, batch_size: 8}
+"""
+
+
+def space_file(tmp_path: Path, steps: int = 5, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(TINY % {"steps": steps})
+    return path
+
+
+def ray_listen_addresses() -> list[tuple[str, str]]:
+    """(address, process) of every listening socket owned by a Ray process of this machine."""
+    out = subprocess.run(["ss", "-H", "-ltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        names = re.findall(r'\("([^"]+)"', line)
+        if any(n in ("gcs_server", "raylet") or n.startswith("ray::") or n == "python"
+               for n in names):
+            found.append((line.split()[3], ",".join(names)))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "*":
+        return False
+    ip = ipaddress.ip_address(host)
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def test_four_run_study_end_to_end_on_loopback_only(tmp_path):
+    import ray
+
+    from gridstudy.tune import SweepOptions, run_sweep
+
+    space = load_space([space_file(tmp_path)])
+    options = SweepOptions(study="t", results_dir=tmp_path / "results", bundle_size=2,
+                           fuse=False, num_cpus=2)
+    try:
+        table = run_sweep(space, options)
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        listeners = ray_listen_addresses()
+        assert any("gcs_server" in p for _, p in listeners)
+        exposed = [(a, p) for a, p in listeners if not is_loopback(a)]
+        assert not exposed, f"Ray listens beyond loopback: {exposed}"
+    finally:
+        ray.shutdown()
+    frame = load_results(tmp_path / "results" / "t")
+    assert len(frame) == 4 == len(table.rows)
+    assert sorted(frame["run_id"]) == sorted(c.run_id() for c in space.expand())
+    assert set(frame["status"]) == {"ok"} and set(frame["study"]) == {"t"}
+    assert set(load_samples(tmp_path / "results" / "t")) == set(frame["run_id"])
+    with pytest.raises(UserError, match="exists; add --resume"):
+        run_sweep(space, options)
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "gridstudy.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def test_resume_after_the_driver_is_killed(tmp_path):
+    space = space_file(tmp_path, steps=400)
+    results = tmp_path / "results"
+    args = [str(space), "--study", "r", "--results-dir", str(results), "--bundle-size", "1",
+            "--num-cpus", "1", "--no-fuse"]
+    driver = cli("sweep", *args)
+    table = results / "r" / "runs.parquet"
+    deadline = time.monotonic() + 240
+    while not table.exists() and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert table.exists(), driver.communicate()[0] if driver.poll() is not None else "timed out"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
+    driver.wait()
+    before = load_results(results / "r").set_index("run_id")["started_at"].to_dict()
+    assert 1 <= len(before) < 4
+    resumed = cli("sweep", *args, "--resume")
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    after = load_results(results / "r")
+    assert len(after) == 4 and after["run_id"].is_unique
+    assert set(after["status"]) == {"ok"}
+    # runs finished before the kill were not run again
+    for run_id, started in before.items():
+        assert after.set_index("run_id").loc[run_id, "started_at"] == started
+
+
+def test_rebuild_a_corrupt_table_from_tunes_records(tmp_path):
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep",
+                           str(space_file(tmp_path)), "--study", "c", "--results-dir",
+                           str(results), "--num-cpus", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = results / "c" / "runs.parquet"
+    original = load_results(results / "c")
+    table.write_bytes(table.read_bytes()[:100])
+    with pytest.raises(UserError, match="corrupt results table"):
+        load_results(results / "c")
+    rebuilt = subprocess.run([sys.executable, "-m", "gridstudy.cli", "results", "rebuild",
+                              str(results / "c")], capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    again = load_results(results / "c")
+    assert sorted(again["run_id"]) == sorted(original["run_id"])
+    cols = ["run_id", "i_prime", "status"]
+    assert again.sort_values("run_id")[cols].reset_index(drop=True).equals(
+        original.sort_values("run_id")[cols].reset_index(drop=True))
