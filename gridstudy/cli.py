@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Figures 2-4 of the paper and the extra ones (ECDF, median per level, "
                     "margins), as PNG and PDF, from results/NAME/runs.parquet.")
     plot.add_argument("study_dir", type=Path, metavar="results/NAME")
-    plot.add_argument("--out", type=Path, default=None, help="folder (default results/NAME/figures)")
+    plot.add_argument("--out", type=Path, default=None,
+                      help="folder (default results/NAME/figures)")
     plot.add_argument("--score", default="i_prime",
                       help="score column to draw (i_prime, inception_score, frechet_distance, ...)")
 
@@ -263,7 +264,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = args.out or args.study_dir / "figures"
     paths = plot_study(frame, out, study=study, samples=load_samples(args.study_dir),
                        score=args.score)
-    print(f"{len(paths)} files -> {out}")
+    histogram = next((p for p in paths if p.name == "fig2_histograms.png"), None)
+    print(f"{len(paths)} files -> {out}" + (f"; Figure 2: {histogram}" if histogram else ""))
     return 0
 
 

@@ -57,20 +57,25 @@ def plan_bundles(runs: list[RunConfig], max_size: int, workers: int = 1) -> list
     """Group runs by architecture and cut each group into bundles of at most ``max_size``.
 
     Bundles never mix architectures (so a fused trainer can take a whole bundle) and are sized
-    so that there are at least ``2 * workers`` of them when the study allows, keeping every
-    worker busy to the end.
+    so that there are at least ``4 * workers`` of them when the study allows, keeping every
+    worker busy to the end (the last bundles finish at about the same time).
     """
     if max_size < 1:
         raise ValueError("bundle size must be at least 1")
-    size = max(1, min(max_size, math.ceil(len(runs) / max(1, 2 * workers))))
+    size = max(1, min(max_size, math.ceil(len(runs) / max(1, 4 * workers))))
     groups: dict[tuple, list[RunConfig]] = defaultdict(list)
     for run in runs:
         groups[run.architecture].append(run)
     bundles = []
     for group in groups.values():
+        # even sizes: 13 runs at size 12 are 7 + 6, not 12 + 1
         n = math.ceil(len(group) / size)
-        step = math.ceil(len(group) / n)  # even sizes: 13 runs at size 12 are 7 + 6, not 12 + 1
-        bundles += [group[i:i + step] for i in range(0, len(group), step)]
+        base, extra = divmod(len(group), n)
+        start = 0
+        for i in range(n):
+            end = start + base + (i < extra)
+            bundles.append(group[start:end])
+            start = end
     return bundles
 
 
@@ -120,7 +125,8 @@ def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
     row = {"run_id": run.run_id(), **run.to_dict(), "status": "failed",
            "error": message.splitlines()[0][:500] if message else "failed",
            "diverged_step": None, "loss_d": math.nan, "loss_g": math.nan,
-           "train_seconds": math.nan, "device": "", "host": platform.node(),
+           "train_seconds": math.nan, "score_seconds": math.nan, "device": "",
+           "host": platform.node(),
            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **library_versions()}
     return RunResult(row, np.zeros((GRID_SAMPLES, 28, 28), dtype=np.uint8))

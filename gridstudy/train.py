@@ -90,8 +90,10 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
             diverged_step = step
             break
     train_seconds = time.perf_counter() - start
+    score_start = time.perf_counter()
     samples = generate(g_net, c, device)
     scores = scorer.score(samples)
+    score_seconds = time.perf_counter() - score_start
     status = "ok"
     if diverged_step is not None or not torch.isfinite(samples).all():
         status = "diverged"
@@ -99,7 +101,8 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
     row = {
         "run_id": c.run_id(), **c.to_dict(), **scores, "status": status, "error": "",
         "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g,
-        "train_seconds": train_seconds, "device": describe_device(device),
+        "train_seconds": train_seconds, "score_seconds": score_seconds,
+        "device": describe_device(device),
         "host": platform.node(), "started_at": started_at, **library_versions(),
     }
     return RunResult(row, to_uint8(samples[:GRID_SAMPLES]))

@@ -38,6 +38,7 @@ from gridstudy.study import (
 from gridstudy.train import RunResult
 
 LOOPBACK = "127.0.0.1"
+CHECKPOINT_SECONDS = 10.0  # a trial checkpoints its bundle at most this often, and at its end
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,15 @@ def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = 
     device = "cuda" if config.get("gpus", 0) > 0 and torch.cuda.is_available() else "cpu"
     runs = [RunConfig(**d) for d in config["runs"]]
     done = _load_checkpoint(tune.get_checkpoint())
+    last = time.monotonic()
 
     def report(results: list[RunResult]) -> None:
+        # Checkpoint every CHECKPOINT_SECONDS and at the bundle's end: a crash loses at most that
+        # much work, and tiny runs do not pay a checkpoint each.
+        nonlocal last
+        if len(results) < len(runs) and time.monotonic() - last < CHECKPOINT_SECONDS:
+            return
+        last = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             rows, samples = rows_and_samples(results)
             Path(tmp, "rows.json").write_text(json.dumps(rows, default=_json_default))

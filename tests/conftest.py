@@ -8,7 +8,6 @@ import pytest
 import torch
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory):
     """Point GRIDSTUDY_CACHE_DIR at a test-only folder holding an untrained mnist5k classifier.

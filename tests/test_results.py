@@ -88,8 +88,9 @@ def test_samples_round_trip(tmp_path):
 
 @pytest.fixture
 def frame():
-    return rows_to_frame([row(model="gan", lr=1e-3, i_prime=1.0), row(model="gan", lr=1e-4, i_prime=3.0),
-                          row(model="ebgan", i_prime=2.0), row(model="ebgan", seed=1, i_prime=4.0)])
+    return rows_to_frame([
+        row(model="gan", lr=1e-3, i_prime=1.0), row(model="gan", lr=1e-4, i_prime=3.0),
+        row(model="ebgan", i_prime=2.0), row(model="ebgan", seed=1, i_prime=4.0)])
 
 
 def test_query_filter_sort_top(frame):

@@ -27,7 +27,8 @@ def test_paper_grids_have_the_papers_size(name, runs):
 
 def test_paper_ebgan_pt_uses_the_papers_weight():
     configs = load_space([SPACES / "paper_ebgan_pt.yaml"]).expand()
-    assert {(c.model, c.pt_weight, c.lr, c.margin) for c in configs} == {("ebgan_pt", 0.1, 1e-3, 10.0)}
+    settings = {(c.model, c.pt_weight, c.lr, c.margin) for c in configs}
+    assert settings == {("ebgan_pt", 0.1, 1e-3, 10.0)}
 
 
 def test_every_shipped_space_loads():
