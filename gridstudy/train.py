@@ -7,7 +7,9 @@ batch, the fake batch in the D update, and the fake batch in the G update. Each 
 update followed by one G update on the same generated batch.
 
 A non-finite loss ends the run early with status ``diverged`` and the step it happened at; the
-run is still sampled, scored (NaN scores where the samples are not finite) and recorded.
+run is still sampled, scored (NaN scores where the samples are not finite) and recorded. Runs
+whose losses stayed finite but whose parameters or samples did not are ``diverged`` too, with
+``diverged_step`` = ``steps``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
     scores = scorer.score(samples)
     score_seconds = time.perf_counter() - score_start
     status = "ok"
-    if diverged_step is not None or not torch.isfinite(samples).all():
+    params_finite = all(torch.isfinite(p).all() for p in [*g_net.parameters(), *d_net.parameters()])
+    if diverged_step is not None or not params_finite or not torch.isfinite(samples).all():
         status = "diverged"
         diverged_step = c.steps if diverged_step is None else diverged_step
     row = {

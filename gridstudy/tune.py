@@ -10,6 +10,7 @@ study's results table as they arrive.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -98,6 +99,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address and address != "auto":
         _check_reachable(address)
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
+    # Trial failures are reported by StudyCallback in one line; Tune's own traceback is noise.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     try:
         if address:
             ray.init(address=address, **common)
@@ -318,10 +321,29 @@ class StudyCallback(Callback):
         with checkpoint.as_directory() as folder:
             _ACTIVE.checkpoint(trial.trial_id, bundle, Path(folder))
 
+    def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if _ACTIVE is not None:
+            _ACTIVE.trial_errors += 1
+            print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed "
+                  f"({_first_line(trial.error_file)}); retrying from its last checkpoint",
+                  file=sys.stderr, flush=True)
+
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         if _ACTIVE is not None:
             _ACTIVE.trial_errors += 1
+            print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed for good "
+                  f"({_first_line(trial.error_file)}); its unfinished runs are recorded as failed",
+                  file=sys.stderr, flush=True)
             _ACTIVE.progress(force=True)
+
+
+def _first_line(error_file: str | None) -> str:
+    """The last line of a Tune error file: the exception, without the traceback."""
+    try:
+        lines = [ln for ln in Path(error_file).read_text().splitlines() if ln.strip()]
+    except (OSError, TypeError):
+        return "see Ray's logs"
+    return lines[-1][:200] if lines else "see Ray's logs"
 
 
 def _dirname(trial: Any) -> str:

@@ -136,3 +136,40 @@ def test_rebuild_a_corrupt_table_from_tunes_records(tmp_path):
     cols = ["run_id", "i_prime", "status"]
     assert again.sort_values("run_id")[cols].reset_index(drop=True).equals(
         original.sort_values("run_id")[cols].reset_index(drop=True))
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> command line of every process below ``root``."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    children: dict[int, list[tuple[int, str]]] = {}
+    for line in out.splitlines():
+        pid, ppid, args = (line.split(None, 2) + [""])[:3]
+        children.setdefault(int(ppid), []).append((int(pid), args))
+    found, todo = {}, [root]
+    while todo:
+        for pid, args in children.get(todo.pop(), []):
+            found[pid] = args
+            todo.append(pid)
+    return found
+
+
+def test_a_killed_worker_is_retried_and_every_run_recorded_once(tmp_path):
+    results = tmp_path / "results"
+    driver = cli("sweep", str(space_file(tmp_path, steps=300)), "--study", "k", "--results-dir",
+                 str(results), "--bundle-size", "2", "--num-cpus", "2", "--no-fuse")
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline and driver.poll() is None:
+        workers = [p for p, a in descendants(driver.pid).items() if "ImplicitFunc.train" in a]
+        if workers:
+            time.sleep(1.0)  # mid-trial: the worker has started training its bundle
+            os.kill(workers[0], signal.SIGKILL)
+            killed = workers[0]
+        time.sleep(0.2)
+    assert killed is not None, "no trial worker appeared"
+    output = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0, output
+    assert re.search(r"trial errors [1-9]", output), output
+    frame = load_results(results / "k")
+    assert len(frame) == 4 and frame["run_id"].is_unique
+    assert set(frame["status"]) == {"ok"}
