@@ -1,10 +1,9 @@
 """The results table as analysis sees it: loading, names, labels and row filters.
 
 Every other analysis module goes through here for three things: which columns are
-hyperparameters (and their paper names: ``n_layers_g`` -> nLayerG), which columns are scores
-(their labels and whether higher is better), and which rows a figure panel keeps. Score
-metadata comes from ``analysis.scores`` when that module exists; the local fallback below keeps
-analysis usable without it.
+hyperparameters (and their paper names: ``n_layers_g`` -> nLayerG, from the run config's one
+mapping), which columns are scores (their labels and whether higher is better, from
+``analysis.scores``), and which rows a figure panel keeps.
 """
 
 from __future__ import annotations
@@ -14,81 +13,15 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-# Paper names of the hyperparameters (EBGAN, Zhao et al. 2017, Section 4.1), used on every axis.
-PAPER_NAMES: dict[str, str] = {
-    "n_layers_g": "nLayerG",
-    "size_g": "sizeG",
-    "n_layers_d": "nLayerD",
-    "size_d": "sizeD",
-    "dropout_d": "dropoutD",
-    "dropout_rate": "dropout rate",
-    "optim_d": "optimD",
-    "optim_g": "optimG",
-    "lr": "lr",
-    "margin": "m",
-    "margin_schedule": "m schedule",
-    "margin_end": "m end",
-    "pt_weight": "PT weight",
-    "z_dim": "z dim",
-    "batch_size": "batch size",
-    "steps": "steps",
-    "dataset": "dataset",
-    "adam_beta1": "Adam beta1",
-    "sgd_momentum": "SGD momentum",
-    "init_std_d": "init std D",
-    "init_std_g": "init std G",
-    "g_loss": "G loss",
-    "n_eval": "n eval",
-}
+from analysis.scores import HIGHER_IS_BETTER, SCORE_LABELS, SCORE_NAMES  # one home for scores
+from gridstudy.config import PAPER_NAMES  # the schema's names, not training code
+
 # Config columns that define a configuration; seed is left out so seeds of one config pool.
 CONFIG_COLUMNS: tuple[str, ...] = ("model", *PAPER_NAMES)
 MODEL_LABELS: dict[str, str] = {"gan": "GAN", "ebgan": "EBGAN", "ebgan_pt": "EBGAN-PT"}
 MODEL_ORDER: tuple[str, ...] = ("gan", "ebgan", "ebgan_pt")
 MODEL_COLORS: dict[str, str] = {"gan": "tab:red", "ebgan": "tab:blue", "ebgan_pt": "tab:green"}
 EBGAN_MODELS: tuple[str, ...] = ("ebgan", "ebgan_pt")
-
-_FALLBACK_LABELS: dict[str, str] = {
-    "i_prime": "I'",
-    "inception_score": "IS",
-    "n_classes_covered": "classes covered",
-    "class_kl_uniform": "KL(p(y) || uniform)",
-    "frechet_distance": "FD (classifier features)",
-    "precision": "precision",
-    "recall": "recall",
-}
-_FALLBACK_HIGHER: dict[str, bool] = {
-    "i_prime": True,
-    "inception_score": True,
-    "n_classes_covered": True,
-    "class_kl_uniform": False,
-    "frechet_distance": False,
-    "precision": True,
-    "recall": True,
-}
-
-
-def _score_metadata() -> tuple[dict[str, str], dict[str, bool], tuple[str, ...]]:
-    """Merge ``analysis.scores`` (when importable) over the local fallback."""
-    labels, higher = dict(_FALLBACK_LABELS), dict(_FALLBACK_HIGHER)
-    names: list[str] = list(_FALLBACK_LABELS)
-    try:
-        from analysis import scores  # owned elsewhere; optional at import time
-    except ImportError:
-        return labels, higher, tuple(names)
-    labels.update(dict(getattr(scores, "SCORE_LABELS", {})))
-    their_higher = getattr(scores, "HIGHER_IS_BETTER", {})
-    if isinstance(their_higher, dict):
-        higher.update({k: bool(v) for k, v in their_higher.items()})
-    else:  # a collection of the names where higher is better
-        higher.update({k: k in set(their_higher) for k in labels})
-    for name in getattr(scores, "SCORE_NAMES", ()):
-        if name not in names:
-            names.append(name)
-    return labels, higher, tuple(names)
-
-
-SCORE_LABELS, HIGHER_IS_BETTER, SCORE_NAMES = _score_metadata()
-
 
 def score_label(score: str) -> str:
     """The label a figure or table shows for a score column (``i_prime`` -> I')."""

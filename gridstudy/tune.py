@@ -322,19 +322,19 @@ class StudyCallback(Callback):
             _ACTIVE.checkpoint(trial.trial_id, bundle, Path(folder))
 
     def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
-        if _ACTIVE is not None:
-            _ACTIVE.trial_errors += 1
-            print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed "
-                  f"({_first_line(trial.error_file)}); retrying from its last checkpoint",
-                  file=sys.stderr, flush=True)
+        _report_failure(trial, "retrying from its last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        if _ACTIVE is not None:
-            _ACTIVE.trial_errors += 1
-            print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed for good "
-                  f"({_first_line(trial.error_file)}); its unfinished runs are recorded as failed",
-                  file=sys.stderr, flush=True)
-            _ACTIVE.progress(force=True)
+        _report_failure(trial, "for good; its unfinished runs are recorded as failed")
+
+
+def _report_failure(trial: Any, outcome: str) -> None:
+    if _ACTIVE is None:
+        return
+    _ACTIVE.trial_errors += 1
+    print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed "
+          f"({_first_line(trial.error_file)}); {outcome}", file=sys.stderr, flush=True)
+    _ACTIVE.progress(force=True)
 
 
 def _first_line(error_file: str | None) -> str:
