@@ -95,13 +95,22 @@ def train_bundle(runs: list[RunConfig], inputs: dict[str, SharedInputs], *, devi
     todo = [r for r in runs if r.run_id() not in finished]
     scorers = {name: inputs[name].scorer() for name in {r.dataset for r in todo}}
     if fuse and len(todo) > 1:
+        import warnings  # noqa: PLC0415
+
         from gridstudy.fused import train_fused  # noqa: PLC0415 (optional fast path)
 
         ds = todo[0].dataset
-        results += train_fused(todo, inputs[ds].train_x, scorers[ds], device=device)
-        if on_run_done:
-            on_run_done(results)
-        return results
+        try:
+            fused = train_fused(todo, inputs[ds].train_x, scorers[ds], device=device)
+        except Exception as exc:  # an optimisation only: the runs go on one at a time below
+            warnings.warn(f"fused training failed ({type(exc).__name__}: {exc}); "
+                          "training the bundle one run at a time", stacklevel=2)
+        else:
+            for result in fused:
+                results.append(result)
+                if on_run_done:
+                    on_run_done(results)
+            return results
     for run in todo:
         try:
             results.append(train_run(run, inputs[run.dataset].train_x, scorers[run.dataset],

@@ -92,21 +92,35 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
             diverged_step = step
             break
     train_seconds = time.perf_counter() - start
+    d_finite = all(torch.isfinite(p).all() for p in d_net.parameters())
+    return finish_run(c, g_net, scorer, device, started_at=started_at, loss_d=loss_d,
+                      loss_g=loss_g, diverged_step=diverged_step, train_seconds=train_seconds,
+                      d_finite=d_finite)
+
+
+def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: torch.device, *,
+               started_at: str, loss_d: float, loss_g: float, diverged_step: int | None,
+               train_seconds: float, d_finite: bool = True) -> RunResult:
+    """Sample and score a trained generator and build the run's row (every trainer's last step).
+
+    Status ``diverged`` when training stopped on a non-finite loss, or G's or D's parameters or
+    the samples are not finite (then ``diverged_step`` = ``steps`` if no step was recorded).
+    """
     score_start = time.perf_counter()
     samples = generate(g_net, c, device)
     scores = scorer.score(samples)
     score_seconds = time.perf_counter() - score_start
+    finite = d_finite and all(torch.isfinite(p).all() for p in g_net.parameters())
     status = "ok"
-    params_finite = all(torch.isfinite(p).all() for p in [*g_net.parameters(), *d_net.parameters()])
-    if diverged_step is not None or not params_finite or not torch.isfinite(samples).all():
+    if diverged_step is not None or not finite or not torch.isfinite(samples).all():
         status = "diverged"
         diverged_step = c.steps if diverged_step is None else diverged_step
     row = {
         "run_id": c.run_id(), **c.to_dict(), **scores, "status": status, "error": "",
         "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g,
         "train_seconds": train_seconds, "score_seconds": score_seconds,
-        "device": describe_device(device),
-        "host": platform.node(), "started_at": started_at, **library_versions(),
+        "device": describe_device(device), "host": platform.node(), "started_at": started_at,
+        **library_versions(),
     }
     return RunResult(row, to_uint8(samples[:GRID_SAMPLES]))
 

@@ -1,0 +1,324 @@
+"""Horizontal fusion: train K runs of one architecture at once, with stacked parameters.
+
+A study trains thousands of small fully connected GANs that differ only in hyperparameters that
+leave the networks' shapes alone (optimizers, lr, margin, PT weight, dropout rate, seed, ...).
+A small run on one CPU thread spends most of its time on per-op overhead, so
+:func:`train_fused` trains runs sharing :attr:`RunConfig.architecture` together: each weight is
+one (K, out, in) tensor, each linear layer one batched matrix product, each optimizer step one
+fused-kernel call per block of runs with equal optimizer settings. The step has no Python loop
+over runs except to draw each run's random numbers from its own generator.
+
+Each run gets bit for bit what :func:`gridstudy.train.train_run` gives it alone (on CPU, for a
+batch size that is a multiple of 32, like the default 64; see below), which is the only kind of
+agreement that survives a few hundred chaotic Adam steps (:mod:`gridstudy.stacked` says why):
+
+- initial weights: each run's modules are built as train_run builds them
+  (``torch.manual_seed(seed)``, ``build_models``) and their parameters stacked;
+- random draws: each run has its own generator, seeded as train_run's, drawing the same tensors
+  in the same order every step (indices, noise, D's dropout masks for its three forwards);
+- layers: linear layers, batch norm (per run over its own batch, with G's running statistics)
+  and the pulling-away term's Gram matrix go through :mod:`gridstudy.stacked`, whose batched
+  kernels are checked against the per-run ones and replaced by a loop where they differ;
+- optimizers: torch's fused Adam and SGD kernels, which ``make_optimizer`` uses too, given each
+  run's tensors separately with its own lr, betas or momentum;
+- divergence: a run whose loss is not finite at step t leaves the stack after step t's update,
+  where train_run stops; its weights are copied out and the others go on untouched;
+- evaluation: each run's weights go back into its own ``Generator`` and are sampled and scored
+  by train.py's ``generate`` and the run's scorer.
+
+Elementwise ops and reductions over a per-run vector of B values run in SIMD blocks of 32 floats;
+with B not a multiple of 32 a lone run and a stacked one split those differently and agree only
+to rounding. On CPU, groups above CPU_GROUP_WEIGHTS weights are trained as several smaller
+groups. ``train_seconds`` of a fused run is its share of its group's wall time: the time until
+it stopped divided by the number of runs in the group.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gridstudy.classifier import Scorer
+from gridstudy.config import RunConfig
+from gridstudy.losses import scheduled_margin
+from gridstudy.models import build_models
+from gridstudy.stacked import StackedNet, pulling_away_term
+from gridstudy.train import RunResult, finish_run, make_optimizer
+
+ADAM_BETA2, ADAM_EPS = 0.999, 1e-8  # torch.optim.Adam's defaults, which make_optimizer keeps
+# Most weights (all runs together) trained in one group on a CPU; more are split into groups
+# trained one after another. Big networks are compute- and memory-bound even alone, and K of
+# them stacked only evict each other from cache: (5, 400, 5, 128) ran fastest at 4 per group.
+CPU_GROUP_WEIGHTS = 4_000_000
+
+__all__ = ["train_fused"]
+
+
+def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
+                device: str | torch.device = "cpu") -> list[RunResult]:
+    """Train ``runs`` (one architecture) side by side, then sample and score each.
+
+    Returns one result per run, in the order of ``runs``, each equal to ``train_run``'s (see the
+    module docstring for when bit for bit). Raises ``ValueError`` for runs of different
+    architectures and ``NotImplementedError`` where torch has no fused optimizer kernels for
+    ``device``.
+    """
+    if not runs:
+        return []
+    if len({c.architecture for c in runs}) > 1:
+        raise ValueError("fused runs must share one architecture (RunConfig.architecture)")
+    device = torch.device(device)
+    _require_fused_kernels(runs[0], device)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    data, size, ends = train_x.to(device), _group_size(runs[0], device), []
+    for first in range(0, len(runs), size):
+        group = _FusedGroup(runs[first:first + size], data, device)
+        group.train()
+        ends += group.ends
+    return [_result(c, end, scorer, device, started_at) for c, end in zip(runs, ends,
+                                                                         strict=True)]
+
+
+def _group_size(c: RunConfig, device: torch.device) -> int:
+    """Runs per group: all on an accelerator, CPU_GROUP_WEIGHTS' worth on a CPU."""
+    if device.type != "cpu":
+        return sys.maxsize
+    weights = sum(p.numel() for net in build_models(c) for p in net.parameters())
+    return max(1, CPU_GROUP_WEIGHTS // weights)
+
+
+def _require_fused_kernels(c: RunConfig, device: torch.device) -> None:
+    probe = [nn.Parameter(torch.zeros(1, device=device))]
+    for name in ("adam", "sgd"):
+        if not make_optimizer(name, probe, c).defaults.get("fused"):
+            raise NotImplementedError(f"no fused {name} kernel on {device}; train one at a time")
+
+
+@dataclass
+class _RunEnd:
+    """Where a run stopped: its generator (weights copied back) and last losses."""
+
+    g_net: nn.Module
+    loss_d: float = float("nan")
+    loss_g: float = float("nan")
+    diverged_step: int | None = None
+    train_seconds: float = float("nan")
+
+
+def _result(c: RunConfig, end: _RunEnd, scorer: Scorer, device: torch.device,
+            started_at: str) -> RunResult:
+    """The run's row and samples, built by train_run's own last step."""
+    return finish_run(c, end.g_net, scorer, device, started_at=started_at, loss_d=end.loss_d,
+                      loss_g=end.loss_g, diverged_step=end.diverged_step,
+                      train_seconds=end.train_seconds)
+
+
+class _StackedOptimizer:
+    """Each run's own Adam or SGD over stacked parameters, through torch's fused kernels.
+
+    Runs with equal settings sit next to each other (see :func:`_run_order`) and one kernel call
+    updates a block of them. The kernel gets each run's tensors separately, not a block's slice:
+    it splits a tensor between threads and SIMD lanes by its size, and the last bit of the
+    result depends on that split. State matches torch.optim's: Adam's moments and a float step
+    count, SGD's momentum buffer (a copy of the first gradient, as torch makes it).
+    """
+
+    def __init__(self, params: list[torch.Tensor], settings: list[tuple]) -> None:
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.momentum = [torch.zeros_like(p) for p in params]
+        self.t = torch.zeros((), dtype=torch.float32, device=params[0].device)
+        self.first = True
+        self._set(params, settings)
+
+    def _set(self, params: list[torch.Tensor], settings: list[tuple]) -> None:
+        self.settings, self.blocks = settings, []
+        start = 0
+        for stop in range(1, len(settings) + 1):
+            if stop == len(settings) or settings[stop] != settings[start]:
+                self.blocks.append((start, stop, settings[start]))
+                start = stop
+        self.views = [tuple(_each_run([t.detach() for t in state], a, b) for state in
+                            (params, self.exp_avg, self.exp_avg_sq, self.momentum))
+                      for a, b, _ in self.blocks]
+
+    def select(self, slots: torch.Tensor, params: list[torch.Tensor]) -> None:
+        for state in (self.exp_avg, self.exp_avg_sq, self.momentum):
+            state[:] = [s[slots] for s in state]
+        self._set(params, [self.settings[i] for i in slots.tolist()])
+
+    @torch.no_grad()
+    def step(self, grads: tuple[torch.Tensor, ...]) -> None:
+        self.t += 1
+        for (a, b, (name, lr, setting)), (p, m, v, u) in zip(self.blocks, self.views,
+                                                             strict=True):
+            g = _each_run(grads, a, b)
+            if name == "adam":
+                torch._fused_adam_(p, g, m, v, [], [self.t] * len(p), lr=lr, beta1=setting,
+                                   beta2=ADAM_BETA2, weight_decay=0.0, eps=ADAM_EPS,
+                                   amsgrad=False, maximize=False)
+            else:
+                torch._fused_sgd_(p, g, u if setting else [], weight_decay=0.0, momentum=setting,
+                                  lr=lr, dampening=0.0, nesterov=False, maximize=False,
+                                  is_first_step=self.first and setting != 0)
+        self.first = False
+
+
+def _each_run(stacked: list[torch.Tensor] | tuple[torch.Tensor, ...], a: int, b: int
+              ) -> list[torch.Tensor]:
+    """Runs a..b-1 of every stacked tensor, one view per run and tensor."""
+    return [view for t in stacked for view in t[a:b].unbind(0)]
+
+
+def _optimizer_setting(name: str, c: RunConfig) -> tuple:
+    return (name, c.lr, c.adam_beta1 if name == "adam" else c.sgd_momentum)
+
+
+def _run_order(runs: list[RunConfig]) -> list[int]:
+    """Indices of ``runs`` with equal D and then G optimizer settings next to each other."""
+    def key(i: int) -> tuple:
+        c = runs[i]
+        return (_optimizer_setting(c.optim_d, c), _optimizer_setting(c.optim_g, c))
+    return sorted(range(len(runs)), key=key)
+
+
+class _FusedGroup:
+    """The runs trained together: stacked networks, optimizers, generators and settings.
+
+    Slot k of every stacked tensor is run ``runs[order[k]]``; a run that diverges is removed
+    from every stacked tensor at once, so the others keep their slices and the group shrinks.
+    """
+
+    def __init__(self, runs: list[RunConfig], data: torch.Tensor, device: torch.device) -> None:
+        self.runs, self.data, self.device = runs, data, device
+        self.start = time.perf_counter()
+        nets = []
+        for c in runs:  # as train_run: seed, then build (the initial weights)
+            torch.manual_seed(c.seed)
+            nets.append(tuple(net.to(device) for net in build_models(c)))
+        self.ends = [_RunEnd(g_net) for g_net, _ in nets]
+        self.order = _run_order(runs)
+        active = [runs[i] for i in self.order]
+        batch = runs[0].batch_size
+        self.g = StackedNet([nets[i][0] for i in self.order], batch, running_stats=True)
+        self.d = StackedNet([nets[i][1] for i in self.order], batch, running_stats=False)
+        self.opt_d = _StackedOptimizer(self.d.params,
+                                       [_optimizer_setting(c.optim_d, c) for c in active])
+        self.opt_g = _StackedOptimizer(self.g.params,
+                                       [_optimizer_setting(c.optim_g, c) for c in active])
+        self.gens = [torch.Generator(device=device).manual_seed(c.seed) for c in active]
+        self.has_drop = [c.dropout_d and c.dropout_rate > 0 for c in active]
+        self.n_drop = sum(kind == "dropout" for kind, _ in self.d.ops)
+        self.per_run = self._per_run_tensors(active)
+
+    def _per_run_tensors(self, active: list[RunConfig]) -> dict[str, torch.Tensor]:
+        """Settings and buffers with one row per slot, so that divergence can drop rows."""
+        c0, k, dev = active[0], len(active), self.device
+        p = [c.dropout_rate if drop else 0.0 for c, drop in zip(active, self.has_drop,
+                                                                strict=True)]
+        size_d = self.d.params[0].shape[1]
+        return {
+            "margin": torch.tensor([[scheduled_margin(c.margin, c.margin_schedule, t, c.steps,
+                                                      c.margin_end) for t in range(c.steps)]
+                                    for c in active], device=dev),
+            "pt": torch.tensor([c.pt_weight for c in active], device=dev),
+            "sign": torch.tensor([[1.0 if c.g_loss == "minimax" else -1.0] for c in active],
+                                 device=dev),
+            "p": torch.tensor(p, device=dev).view(k, 1, 1, 1),
+            "one_minus_p": torch.tensor([1.0 - q for q in p], device=dev).view(k, 1, 1),
+            "idx": torch.zeros(k, c0.batch_size, dtype=torch.long, device=dev),
+            "z": torch.zeros(k, c0.batch_size, c0.z_dim, device=dev),
+            "u": torch.zeros(k, 3 * self.n_drop, c0.batch_size, size_d, device=dev),
+        }
+
+    def train(self) -> None:
+        """Every step for every run, retiring runs as they diverge or finish."""
+        for step in range(self.runs[0].steps):
+            self._draw()
+            loss_d, loss_g = self._step(step)
+            bad = ~(torch.isfinite(loss_d) & torch.isfinite(loss_g))
+            if bad.any():  # the step's one sync
+                self._retire(bad, loss_d, loss_g, step)
+                if not self.gens:
+                    return
+        self._retire(torch.ones_like(bad), loss_d, loss_g, None)
+
+    def _draw(self) -> None:
+        """Each run's draws for one step, from its own generator, in train_run's order."""
+        t, n = self.per_run, len(self.data)
+        one_call = self.device.type == "cpu"  # CPU draws are sequential: 3L masks in one call
+        for k, g in enumerate(self.gens):
+            idx, z, u = t["idx"][k], t["z"][k], t["u"][k]
+            torch.randint(0, n, idx.shape, generator=g, out=idx)
+            torch.randn(z.shape, generator=g, out=z)
+            if self.has_drop[k]:
+                for rows in [u] if one_call else u:
+                    torch.rand(rows.shape, generator=g, out=rows)
+
+    def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """train_step for every run: one D update, then one G update on the same fakes."""
+        t = self.per_run
+        real = self.data.index_select(0, t["idx"].view(-1)).view(*t["idx"].shape, -1)
+        masks: list[tuple] = [(None, None)] * 3
+        if self.n_drop:
+            keep = (t["u"] >= t["p"]).unflatten(1, (3, self.n_drop))
+            masks = [(keep[:, i], t["one_minus_p"]) for i in range(3)]
+        fake, _ = self.g.forward(t["z"])
+        fixed = fake.detach()
+        out_real, _ = self.d.forward(real, *masks[0])
+        out_fake, _ = self.d.forward(fixed, *masks[1])
+        loss_d = self._d_loss(real, fixed, out_real, out_fake, step)
+        self.opt_d.step(torch.autograd.grad(loss_d.sum(), self.d.params))
+        out, code = self.d.forward(fake, *masks[2], frozen=True)
+        loss_g = self._g_loss(fake, out, code)
+        self.opt_g.step(torch.autograd.grad(loss_g.sum(), self.g.params))
+        return loss_d.detach(), loss_g.detach()
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, out_real: torch.Tensor,
+                out_fake: torch.Tensor, step: int) -> torch.Tensor:
+        """Per-run L_D (K,): losses.gan_d_loss or losses.ebgan_d_loss (Eq. 1) over dim 1."""
+        if self.runs[0].is_ebgan:
+            energy_real = torch.linalg.vector_norm(out_real - real, dim=2)
+            energy_fake = torch.linalg.vector_norm(out_fake - fake, dim=2)
+            margin = self.per_run["margin"][:, step].unsqueeze(1)
+            return energy_real.mean(1) + torch.clamp(margin - energy_fake, min=0).mean(1)
+        return F.softplus(-out_real.squeeze(2)).mean(1) + F.softplus(out_fake.squeeze(2)).mean(1)
+
+    def _g_loss(self, fake: torch.Tensor, out: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Per-run L_G (K,): losses.gan_g_loss (either kind) or ebgan_g_loss (Eq. 2) + PT."""
+        t = self.per_run
+        if self.runs[0].is_ebgan:
+            loss = torch.linalg.vector_norm(out - fake, dim=2).mean(1)
+            if any(c.pt_weight for c in self.runs):  # exactly loss + 0 * f_PT for the others
+                loss = loss + t["pt"] * pulling_away_term(code)
+            return loss
+        # non_saturating softplus(-a); minimax -softplus(a); the signs are exact.
+        return (-t["sign"] * F.softplus(t["sign"] * out.squeeze(2))).mean(1)
+
+    def _retire(self, done: torch.Tensor, loss_d: torch.Tensor, loss_g: torch.Tensor,
+                step: int | None) -> None:
+        """Copy out the runs at ``done`` (bool (K,)) and drop them from the stacks."""
+        seconds = (time.perf_counter() - self.start) / len(self.runs)
+        ld, lg = loss_d.tolist(), loss_g.tolist()
+        for slot in done.nonzero().flatten().tolist():
+            end = self.ends[self.order[slot]]
+            self.g.copy_into(end.g_net, slot)
+            end.loss_d, end.loss_g, end.diverged_step = ld[slot], lg[slot], step
+            end.train_seconds = seconds
+        keep = (~done).nonzero().flatten()
+        self.g.select(keep)
+        self.d.select(keep)
+        self.opt_d.select(keep, self.d.params)
+        self.opt_g.select(keep, self.g.params)
+        kept = keep.tolist()
+        self.order = [self.order[i] for i in kept]
+        self.gens = [self.gens[i] for i in kept]
+        self.has_drop = [self.has_drop[i] for i in kept]
+        self.per_run = {name: t[keep] for name, t in self.per_run.items()}
+
