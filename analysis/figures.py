@@ -169,7 +169,7 @@ def plot_samples(df: pd.DataFrame, samples: dict[str, np.ndarray], score: str,
         ax.set_title(f"{model_label(row['model'])}: {score_label(score)} = {row[score]:.3g}",
                      fontsize=10)
         ax.set_xlabel(f"{caption}\nseed={row.get('seed', '?')}, run {row['run_id']}", fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 14 * max(len(best), 2)))  # narrow figures wrap the title
     return fig
 
 
