@@ -216,10 +216,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
         bundle_size=args.bundle_size, fuse=args.fuse, max_failures=args.max_failures,
         resume=args.resume, data_dir=args.data_dir, num_cpus=args.num_cpus)
-    table = run_sweep(space, options)
-    counts = table.status_counts()
-    print(f"study {args.study}: {len(table.rows)} runs ({counts['ok']} ok, {counts['diverged']} "
-          f"diverged, {counts['failed']} failed) -> {options.study_dir / 'runs.parquet'}")
+    outcome = run_sweep(space, options)
+    counts = outcome.table.status_counts()
+    print(f"study {args.study}: {len(outcome.table.rows)} runs ({counts['ok']} ok, "
+          f"{counts['diverged']} diverged, {counts['failed']} failed) -> "
+          f"{options.study_dir / 'runs.parquet'}")
+    if outcome.unfinished:
+        print(f"gridstudy: interrupted with {outcome.unfinished} runs unfinished; add --resume "
+              "to the same command to finish them", file=sys.stderr)
+        return 130
     return 0
 
 

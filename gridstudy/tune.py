@@ -243,8 +243,16 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
-    """Launch (or resume) a study on Ray Tune and return its results table when it ends."""
+@dataclass(frozen=True)
+class SweepOutcome:
+    """How a sweep ended: its results table, and runs left unfinished by an interruption."""
+
+    table: ResultsTable
+    unfinished: int
+
+
+def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
+    """Launch (or resume) a study on Ray Tune; return its table and unfinished runs when it ends."""
     configure_ray_env(local=options.address is None or _is_loopback(options.address))
     from ray import tune
 
@@ -295,9 +303,9 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> ResultsTable:
     finally:
         _ACTIVE = None
         table.flush()
-    _account_for_missing(table, runs, grid)
+    unfinished = _account_for_missing(table, runs, grid)
     progress.progress(force=True)
-    return table
+    return SweepOutcome(table, unfinished)
 
 
 # The driver's study state. Tuner.restore unpickles the callbacks of the original launch, so
@@ -388,8 +396,9 @@ def _check_study_state(study_dir: Path, tune_dir: Path, runs: list[RunConfig],
                         "choose another --results-dir") from None
 
 
-def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) -> None:
-    """Runs of errored trials that never reported: recorded as failed, so none goes missing."""
+def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) -> int:
+    """Record the runs of errored trials as failed, so none goes missing; return how many runs
+    are unfinished because the study was interrupted (Ctrl-C) rather than failed."""
     errors = {}
     for result in grid:
         if result.error is not None:
@@ -397,13 +406,13 @@ def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) 
             for d in result.config.get("runs", []):
                 errors[RunConfig(**d).run_id()] = f"trial error: {message[-1] if message else ''}"
     missing = [r for r in runs if r.run_id() not in table.rows]
-    if missing:
-        table.add([failed_result(r, errors.get(r.run_id(), "trial did not finish")).row
-                   for r in missing])
-    table.flush()
-    if missing:
-        print(f"{len(missing)} runs recorded as failed (their trials errored); "
+    failed = [r for r in missing if r.run_id() in errors]
+    if failed:
+        table.add([failed_result(r, errors[r.run_id()]).row for r in failed])
+        print(f"{len(failed)} runs recorded as failed (their trials errored); "
               "`gridstudy sweep ... --resume` re-runs them", file=sys.stderr)
+    table.flush()
+    return len(missing) - len(failed)
 
 
 def rebuild_results(study_dir: Path) -> ResultsTable:

@@ -66,7 +66,7 @@ def test_four_run_study_end_to_end_on_loopback_only(tmp_path):
     options = SweepOptions(study="t", results_dir=tmp_path / "results", bundle_size=2,
                            fuse=False, num_cpus=2)
     try:
-        table = run_sweep(space, options)
+        outcome = run_sweep(space, options)
         assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         listeners = ray_listen_addresses()
         assert any("gcs_server" in p for _, p in listeners)
@@ -75,7 +75,7 @@ def test_four_run_study_end_to_end_on_loopback_only(tmp_path):
     finally:
         ray.shutdown()
     frame = load_results(tmp_path / "results" / "t")
-    assert len(frame) == 4 == len(table.rows)
+    assert len(frame) == 4 == len(outcome.table.rows) and outcome.unfinished == 0
     assert sorted(frame["run_id"]) == sorted(c.run_id() for c in space.expand())
     assert set(frame["status"]) == {"ok"} and set(frame["study"]) == {"t"}
     assert set(load_samples(tmp_path / "results" / "t")) == set(frame["run_id"])
@@ -173,3 +173,23 @@ def test_a_killed_worker_is_retried_and_every_run_recorded_once(tmp_path):
     frame = load_results(results / "k")
     assert len(frame) == 4 and frame["run_id"].is_unique
     assert set(frame["status"]) == {"ok"}
+
+
+def test_ctrl_c_leaves_unfinished_runs_for_resume_not_failed(tmp_path):
+    results = tmp_path / "results"
+    args = [str(space_file(tmp_path, steps=400)), "--study", "i", "--results-dir", str(results),
+            "--bundle-size", "1", "--num-cpus", "1", "--no-fuse"]
+    driver = cli("sweep", *args)
+    table = results / "i" / "runs.parquet"
+    deadline = time.monotonic() + 240
+    while not table.exists() and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    output = driver.communicate(timeout=120)[0]
+    assert driver.returncode == 130, output
+    assert "runs unfinished; add --resume" in output
+    frame = load_results(results / "i")
+    assert len(frame) < 4 and set(frame["status"]) == {"ok"}  # nothing recorded as failed
+    resumed = cli("sweep", *args, "--resume")
+    assert resumed.wait(timeout=300) == 0
+    assert len(load_results(results / "i")) == 4
