@@ -76,6 +76,13 @@ def plan_bundles(runs: list[RunConfig], max_size: int, workers: int = 1) -> list
             end = start + base + (i < extra)
             bundles.append(group[start:end])
             start = end
+    # A bundle count that is a multiple of the workers lets them finish together: split the
+    # largest bundles until it is (one worker idling through a whole last bundle otherwise).
+    while workers > 1 and len(bundles) % workers and max(map(len, bundles)) > 1:
+        largest = max(range(len(bundles)), key=lambda i: len(bundles[i]))
+        bundle = bundles.pop(largest)
+        half = (len(bundle) + 1) // 2
+        bundles += [bundle[:half], bundle[half:]]
     return bundles
 
 

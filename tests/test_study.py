@@ -78,3 +78,9 @@ def test_train_bundle_records_a_crashing_run_and_goes_on(mnist5k, scorer, monkey
     assert seen == [1, 2, 3]
     again = train_bundle(runs, inputs, device="cpu", done=results[:2])
     assert [r.row["run_id"] for r in again] == [r.run_id() for r in runs]  # only the third re-ran
+
+
+def test_bundle_count_is_a_multiple_of_the_workers_when_it_can_be():
+    bundles = plan_bundles(runs_of(200), max_size=12, workers=2)
+    assert len(bundles) % 2 == 0 and sum(map(len, bundles)) == 200
+    assert len(plan_bundles(runs_of(1), max_size=12, workers=2)) == 1
