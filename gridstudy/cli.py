@@ -287,7 +287,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from gridstudy.tune import rebuild_results
+    from gridstudy.results import rebuild_results
 
     table = rebuild_results(args.study_dir)
     counts = table.status_counts()

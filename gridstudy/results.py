@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -213,3 +214,61 @@ def query_results(frame: pd.DataFrame, expression: str | None = None, *,
     if top is not None:
         frame = frame.head(top)
     return frame
+
+
+def write_bundle_records(folder: Path, rows: list[dict[str, Any]],
+                         samples: dict[str, np.ndarray]) -> None:
+    """A bundle's rows (JSON) and samples (npz) as a trial checkpoints them for Ray Tune."""
+    (folder / "rows.json").write_text(json.dumps(rows, default=_json_default))
+    np.savez_compressed(folder / "samples.npz", **samples)
+
+
+def read_bundle_records(folder: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The rows and samples of a bundle checkpoint written by :func:`write_bundle_records`."""
+    rows = json.loads((folder / "rows.json").read_text())
+    with np.load(folder / "samples.npz", allow_pickle=False) as archive:
+        samples = {k: archive[k] for k in archive.files}
+    return rows, samples
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return str(value)
+
+
+def rebuild_results(study_dir: Path) -> ResultsTable:
+    """Rebuild ``runs.parquet`` and the samples from the per-trial checkpoints Tune kept.
+
+    Reads the local experiment folder (``results/<study>/tune``, or the one ``study.json``
+    names) and replaces the table (corrupt or not) with the rows found there.
+    """
+    study_dir = study_dir.resolve()
+    info = read_study_info(study_dir)
+    experiment = Path(info.get("tune_experiment") or study_dir / "tune")
+    if "://" in str(info.get("tune_experiment", "")):
+        raise UserError(f"{study_dir}: the study's Tune records are at {experiment}; copy that "
+                        "folder to results/<study>/tune and rebuild again")
+    if not experiment.is_dir():
+        raise UserError(f"{experiment}: no Ray Tune records to rebuild from")
+    table = ResultsTable(study_dir, info.get("study") or study_dir.name, load_existing=False)
+    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        for checkpoint in reversed(checkpoints):  # the newest readable one holds every run
+            try:
+                rows, samples = read_bundle_records(checkpoint)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue
+            if samples:
+                write_samples(samples, study_dir, trial_dir.name)
+            table.add(rows)
+            break
+    if not table.rows:
+        raise UserError(f"{experiment}: no finished runs in Ray Tune's records")
+    expected = info.get("run_ids", [])
+    missing = [r for r in expected if r not in table.rows]
+    table.flush()
+    if missing:
+        print(f"{len(missing)} of {len(expected)} runs have no record yet; "
+              "`gridstudy sweep ... --resume` finishes them", file=sys.stderr)
+    return table

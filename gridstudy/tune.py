@@ -9,7 +9,6 @@ study's results table as they arrive.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,7 +24,14 @@ from ray.tune import Callback
 
 from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
-from gridstudy.results import ResultsTable, read_study_info, write_samples, write_study_info
+from gridstudy.results import (
+    ResultsTable,
+    read_bundle_records,
+    read_study_info,
+    write_bundle_records,
+    write_samples,
+    write_study_info,
+)
 from gridstudy.spaces import SearchSpace
 from gridstudy.study import (
     SharedInputs,
@@ -167,9 +173,7 @@ def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = 
             return
         last = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
-            rows, samples = rows_and_samples(results)
-            Path(tmp, "rows.json").write_text(json.dumps(rows, default=_json_default))
-            np.savez_compressed(Path(tmp, "samples.npz"), **samples)
+            write_bundle_records(Path(tmp), *rows_and_samples(results))
             tune.report({"runs_done": len(results), "runs_total": len(runs)},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
@@ -181,21 +185,9 @@ def _load_checkpoint(checkpoint: Any) -> list[RunResult]:
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as folder:
-        return _read_bundle(Path(folder))
-
-
-def _read_bundle(folder: Path) -> list[RunResult]:
-    rows = json.loads((folder / "rows.json").read_text())
-    with np.load(folder / "samples.npz", allow_pickle=False) as archive:
-        samples = {k: archive[k] for k in archive.files}
+        rows, samples = read_bundle_records(Path(folder))
     blank = np.zeros((64, 28, 28), dtype=np.uint8)
     return [RunResult(r, samples.get(r["run_id"], blank)) for r in rows]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return str(value)
 
 
 class _StudyCallback:
@@ -210,8 +202,7 @@ class _StudyCallback:
         self.last_print = 0.0
 
     def checkpoint(self, trial_id: str, bundle: str, folder: Path) -> None:
-        results = _read_bundle(folder)
-        rows, samples = rows_and_samples(results)
+        rows, samples = read_bundle_records(folder)
         if samples:
             write_samples(samples, self.table.study_dir, bundle)
         self.table.add(rows)
@@ -413,41 +404,3 @@ def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) 
               "`gridstudy sweep ... --resume` re-runs them", file=sys.stderr)
     table.flush()
     return len(missing) - len(failed)
-
-
-def rebuild_results(study_dir: Path) -> ResultsTable:
-    """Rebuild ``runs.parquet`` and the samples from the per-trial checkpoints Tune kept.
-
-    Reads the local experiment folder (``results/<study>/tune``, or the one ``study.json``
-    names); a table that is corrupt or missing is replaced, rows only in the old table are kept.
-    """
-    study_dir = study_dir.resolve()
-    info = read_study_info(study_dir)
-    experiment = Path(info.get("tune_experiment") or study_dir / "tune")
-    if "://" in str(info.get("tune_experiment", "")):
-        raise UserError(f"{study_dir}: the study's Tune records are at {experiment}; copy that "
-                        "folder to results/<study>/tune and rebuild again")
-    if not experiment.is_dir():
-        raise UserError(f"{experiment}: no Ray Tune records to rebuild from")
-    table = ResultsTable(study_dir, info.get("study") or study_dir.name, load_existing=False)
-    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
-        for checkpoint in reversed(checkpoints):  # the newest readable one holds every run
-            try:
-                results = _read_bundle(checkpoint)
-            except (OSError, ValueError, KeyError):
-                continue
-            rows, samples = rows_and_samples(results)
-            if samples:
-                write_samples(samples, study_dir, trial_dir.name)
-            table.add(rows)
-            break
-    if not table.rows:
-        raise UserError(f"{experiment}: no finished runs in Ray Tune's records")
-    expected = info.get("run_ids", [])
-    missing = [r for r in expected if r not in table.rows]
-    table.flush()
-    if missing:
-        print(f"{len(missing)} of {len(expected)} runs have no record yet; "
-              "`gridstudy sweep ... --resume` finishes them", file=sys.stderr)
-    return table
