@@ -193,3 +193,34 @@ def test_ctrl_c_leaves_unfinished_runs_for_resume_not_failed(tmp_path):
     resumed = cli("sweep", *args, "--resume")
     assert resumed.wait(timeout=300) == 0
     assert len(load_results(results / "i")) == 4
+
+
+def test_joins_a_running_cluster_with_address(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(  # its own process group: stopping it touches no other Ray
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+         f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+         "--include-dashboard=false"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        done = subprocess.run(
+            [sys.executable, "-m", "gridstudy.cli", "sweep", str(space_file(tmp_path)), "--study",
+             "a", "--results-dir", str(tmp_path / "results"), "--address", f"127.0.0.1:{port}"],
+            env={**os.environ, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
+            timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(load_results(tmp_path / "results" / "a")) == 4
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
