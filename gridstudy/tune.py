@@ -111,8 +111,10 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address, **common)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
-                     **common)
+            # address="local": always a new instance of our own, never a cluster that happens
+            # to be running here (or a stale record of one) or one named by $RAY_ADDRESS.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     _node_ip_address=LOOPBACK, **common)
     except Exception as exc:  # ConnectionError, TimeoutError, AuthenticationError, ...
         target = address or "a local instance"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -222,5 +222,9 @@ def test_joins_a_running_cluster_with_address(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         assert len(load_results(tmp_path / "results" / "a")) == 4
     finally:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
+        os.killpg(head.pid, signal.SIGTERM)  # ray start --block stops its cluster and cleans up
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
