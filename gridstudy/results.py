@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,7 @@ class ResultsTable:
 
     def status_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        for row in self.rows.values():
-            counts[row.get("status", "failed")] = counts.get(row.get("status", "failed"), 0) + 1
+        counts.update(Counter(row.get("status", "failed") for row in self.rows.values()))
         return counts
 
 
