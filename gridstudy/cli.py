@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = results_sub.add_parser(
         "rebuild", help="rebuild runs.parquet and the samples from Ray Tune's per-trial records")
     rebuild.add_argument("study_dir", type=Path, metavar="results/NAME")
+    export = results_sub.add_parser(
+        "export", help="copy a study with only its best runs' samples (small enough to share)")
+    export.add_argument("study_dir", type=Path, metavar="results/NAME")
+    export.add_argument("dest", type=Path, metavar="DEST")
+    export.add_argument("--best", type=int, default=8,
+                        help="runs per model whose samples are kept (default 8)")
+    export.add_argument("--score", default="i_prime", help="ranks the runs (default i_prime)")
     return parser
 
 
@@ -287,8 +294,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from gridstudy.results import rebuild_results
+    from gridstudy.results import export_study, rebuild_results
 
+    if args.action == "export":
+        counts = export_study(args.study_dir, args.dest, best=args.best, score=args.score)
+        print(f"exported {counts['runs']} runs and the samples of {counts['samples']} -> "
+              f"{args.dest}")
+        return 0
     table = rebuild_results(args.study_dir)
     counts = table.status_counts()
     print(f"rebuilt {args.study_dir / 'runs.parquet'}: {len(table.rows)} runs "

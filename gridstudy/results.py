@@ -272,3 +272,35 @@ def rebuild_results(study_dir: Path) -> ResultsTable:
         print(f"{len(missing)} of {len(expected)} runs have no record yet; "
               "`gridstudy sweep ... --resume` finishes them", file=sys.stderr)
     return table
+
+
+def export_study(source: str | Path, dest: str | Path, *, best: int = 8,
+                 score: str = "i_prime") -> dict[str, int]:
+    """Copy a study into a small, shareable folder: the whole table, only the best runs' samples.
+
+    ``dest`` gets ``runs.parquet`` (every row), ``study.json`` and one ``samples.npz`` holding
+    the samples of the ``best`` highest-scoring runs of each model by ``score`` (runs without a
+    score are skipped). Tune's records are left behind, so ``dest`` can be queried, plotted and
+    reported on, not resumed. ``source`` is never modified. Returns the counts written.
+    """
+    source, dest = Path(source), Path(dest)
+    if source.resolve() == dest.resolve():
+        raise UserError(f"{dest}: export needs a different folder from the study it copies")
+    frame = load_results(source)
+    if score not in frame.columns:
+        raise UserError(f"--score {score}: not a column of {source / TABLE}")
+    if best < 0:
+        raise UserError(f"--best {best}: expected a count of runs, 0 or more")
+    scored = frame[frame[score].notna()]
+    top = scored.sort_values(score, ascending=False).groupby("model", sort=True).head(best)
+    samples = load_samples(source, list(top["run_id"]))
+    dest.mkdir(parents=True, exist_ok=True)
+    write_table(frame, dest)
+    info = read_study_info(source)
+    if info:
+        write_study_info(dest, info)
+    tmp = dest / ".samples.npz.tmp"
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **samples)
+    os.replace(tmp, dest / "samples.npz")
+    return {"runs": len(frame), "samples": len(samples)}

@@ -5,10 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gridstudy.cli import build_parser, main
-from gridstudy.results import write_table
+from gridstudy.results import write_samples, write_table
 from tests.synthetic import make_results
 
 SMOKE = str(Path(__file__).parent.parent / "search_spaces" / "smoke.yaml")
@@ -89,3 +90,16 @@ def test_query_plot_report_on_a_table(tmp_path, capsys):
     assert "figures/fig2_histograms.png" in (tmp_path / "report.md").read_text()
     code, _, err = run(["plot", str(tmp_path), "--score", "nope"], capsys)
     assert code == 2 and "--score nope" in err
+
+
+def test_export_then_plot_the_copy(tmp_path, capsys):
+    frame = make_results(40)
+    write_table(frame, tmp_path / "study")
+    write_samples({rid: np.zeros((64, 28, 28), np.uint8) for rid in frame["run_id"]},
+                  tmp_path / "study", "b1")
+    code, out, _ = run(["results", "export", str(tmp_path / "study"), str(tmp_path / "copy"),
+                        "--best", "1"], capsys)
+    n_models = frame["model"].nunique()
+    assert code == 0 and f"exported {len(frame)} runs and the samples of {n_models}" in out
+    assert run(["plot", str(tmp_path / "copy")], capsys)[0] == 0
+    assert (tmp_path / "copy" / "figures" / "fig4_samples.png").exists()

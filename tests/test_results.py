@@ -10,6 +10,7 @@ from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
 from gridstudy.results import (
     ResultsTable,
+    export_study,
     load_results,
     load_samples,
     query_results,
@@ -117,3 +118,23 @@ def test_query_errors(frame, kwargs, message):
     expression = kwargs.pop("expression", None)
     with pytest.raises(UserError, match=message):
         query_results(frame, expression, **kwargs)
+
+
+def test_export_keeps_every_row_and_the_best_samples(tmp_path):
+    rows = [row(model="gan", lr=lr, i_prime=s) for lr, s in ((1e-2, 1.0), (1e-3, 3.0), (1e-4, 2.0))]
+    rows += [row(model="ebgan", seed=k, i_prime=s) for k, s in ((0, 5.0), (1, math.nan))]
+    src = tmp_path / "study"
+    write_table(rows_to_frame(rows), src)
+    images = {r["run_id"]: np.full((64, 28, 28), i, np.uint8) for i, r in enumerate(rows)}
+    write_samples(images, src, "b1")
+    counts = export_study(src, tmp_path / "shared", best=2)
+    assert counts == {"runs": 5, "samples": 3}
+    assert len(load_results(tmp_path / "shared")) == 5
+    kept = load_samples(tmp_path / "shared")
+    assert set(kept) == {rows[1]["run_id"], rows[2]["run_id"], rows[3]["run_id"]}
+    assert np.array_equal(kept[rows[3]["run_id"]], images[rows[3]["run_id"]])
+    assert not (tmp_path / "shared" / "samples").exists()
+    with pytest.raises(UserError, match="different folder"):
+        export_study(src, src)
+    with pytest.raises(UserError, match="--score nope"):
+        export_study(src, tmp_path / "x", score="nope")
