@@ -15,7 +15,12 @@ Cases:
    for the 8 of the full grid's 16 width pairs nearest it, so the study-level figure is total
    runs over total time with equal weights.
 
-Prints one line per case and, last, ``fused_speedup=<ratio>`` for case 2.
+Each line also gives the roofline: the share of a plain 1-thread float32 matmul's GFLOP/s that
+one-at-a-time and fused training reach (FLOPs from ``count_flops_per_step``), and the bound on
+any fusion's speedup, one-at-a-time time over the time the same FLOPs take at matmul speed.
+
+Prints one line per case, then ``fused_speedup_bound=<ratio>`` and, last,
+``fused_speedup=<ratio>`` for case 2.
 
 Run: ``python benchmarks/throughput.py`` from the repository root (about 15 minutes on a busy
 2-core machine); ``--quick`` keeps the four corner layer-count pairs of case 2.
@@ -33,6 +38,7 @@ import torch
 from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
 from gridstudy.fused import train_fused
+from gridstudy.models import count_flops_per_step
 from gridstudy.train import GRID_SAMPLES, train_run
 
 PAPER_SMALLEST = {"n_layers_g": 2, "size_g": 400, "n_layers_d": 2, "size_d": 128}
@@ -72,9 +78,28 @@ def time_case(runs: list[RunConfig], data: torch.Tensor, repeats: int) -> tuple[
     return statistics.median(solo), statistics.median(fused)
 
 
-def report(name: str, n_runs: int, solo: float, fused: float) -> None:
+def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """GFLOP/s of a plain float32 n x n matmul on the current thread count (median of repeats)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def bundle_flops(runs: list[RunConfig]) -> float:
+    return float(sum(count_flops_per_step(c) * c.steps for c in runs))
+
+
+def report(name: str, n_runs: int, solo: float, fused: float, flops: float, peak: float) -> None:
+    at_peak = flops / (peak * 1e9)
     print(f"{name:<34} one-at-a-time {3600 * n_runs / solo:8.0f} runs/h   "
-          f"fused {3600 * n_runs / fused:8.0f} runs/h   speedup {solo / fused:5.2f}x", flush=True)
+          f"fused {3600 * n_runs / fused:8.0f} runs/h   speedup {solo / fused:5.2f}x   "
+          f"of matmul: {at_peak / solo:4.0%} / {at_peak / fused:4.0%}   "
+          f"bound {solo / at_peak:5.2f}x", flush=True)
 
 
 def main() -> None:
@@ -85,19 +110,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset("mnist5k").train_x
+    peak = matmul_gflops()
     print(f"torch {torch.__version__}, 1 thread, K=12, {args.steps} steps, "
-          f"median of {args.repeats}; sampling timed, scoring not")
-    solo, fused = time_case(bundle(PAPER_SMALLEST, args.steps), data, args.repeats)
-    report("paper smallest (2, 400, 2, 128)", 12, solo, fused)
+          f"median of {args.repeats}; sampling timed, scoring not; "
+          f"matmul 1024x1024 float32 {peak:.1f} GFLOP/s")
+    runs = bundle(PAPER_SMALLEST, args.steps)
+    solo, fused = time_case(runs, data, args.repeats)
+    report("paper smallest (2, 400, 2, 128)", 12, solo, fused, bundle_flops(runs), peak)
     layers = (2, 5) if args.quick else LAYERS
-    total_solo = total_fused = 0.0
+    total_solo = total_fused = total_flops = 0.0
     for n_g, n_d, widths in itertools.product(layers, layers, GRID_WIDTHS):
-        arch = {"n_layers_g": n_g, "n_layers_d": n_d, **widths}
-        solo, fused = time_case(bundle(arch, args.steps), data, args.repeats)
-        report(f"grid ({n_g}, {widths['size_g']}, {n_d}, {widths['size_d']})", 12, solo, fused)
+        runs = bundle({"n_layers_g": n_g, "n_layers_d": n_d, **widths}, args.steps)
+        solo, fused = time_case(runs, data, args.repeats)
+        report(f"grid ({n_g}, {widths['size_g']}, {n_d}, {widths['size_d']})", 12, solo, fused,
+               bundle_flops(runs), peak)
         total_solo, total_fused = total_solo + solo, total_fused + fused
+        total_flops += bundle_flops(runs)
     n_runs = 12 * len(layers) ** 2 * len(GRID_WIDTHS)
-    report("grid, study level (equal weights)", n_runs, total_solo, total_fused)
+    report("grid, study level (equal weights)", n_runs, total_solo, total_fused, total_flops, peak)
+    print(f"fused_speedup_bound={total_solo * peak * 1e9 / total_flops:.2f}")
     print(f"fused_speedup={total_solo / total_fused:.2f}")
 
 
