@@ -213,11 +213,12 @@ def _margin_section(df: pd.DataFrame, score: str) -> list[str]:
 
 def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
                  figures_dir: str | Path | None = None, threshold: float | None = None,
-                 score: str = "i_prime") -> Path:
+                 score: str = "i_prime", selection: str | None = None) -> Path:
     """Write the Markdown report of ``df`` to ``out_file`` and return its path.
 
     ``score`` is the main score (its figures, successes, importance, margins); the headline
     table covers every score column present. ``threshold`` overrides the success threshold.
+    ``selection`` says which of the study's runs ``df`` holds, when not all of them.
     """
     out_file = Path(out_file)
     present = score_columns(df)
@@ -225,6 +226,8 @@ def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
     lines = [f"# Grid study report: {study}", "",
              f"Main score: {score_label(score)} (`{score}`, "
              f"{'higher' if higher_is_better(score) else 'lower'} is better).", ""]
+    if selection:
+        lines += [f"Runs: {selection}.", ""]
     lines += _size_section(df, score)
     lines += _figure_section(out_file, Path(figures_dir) if figures_dir else None)
     lines += _comparison_section(df, score)

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder (default results/NAME/figures)")
     plot.add_argument("--score", default="i_prime",
                       help="score column to draw (i_prime, inception_score, frechet_distance, ...)")
+    plot.add_argument("--where", default=None, metavar="EXPR",
+                      help="only the runs matching a pandas query, e.g. \"seed == 0\"")
 
     report = sub.add_parser("report", help="write a Markdown report of a study",
                             description="Study size and status counts, statistics, figures and "
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--score", default="i_prime", help="the main score (default i_prime)")
     report.add_argument("--threshold", type=float, default=None,
                         help="score above which a run counts as successful (default: see report)")
+    report.add_argument("--figures", type=Path, default=None,
+                        help="figures to link (default results/NAME/figures)")
+    report.add_argument("--where", default=None, metavar="EXPR",
+                        help="only the runs matching a pandas query, e.g. \"seed == 0\"")
 
     results = sub.add_parser("results", help="maintain a results table")
     results_sub = results.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -254,13 +260,19 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_analysis(study_dir: Path, score: str):  # noqa: ANN202
-    from gridstudy.results import load_results
+def _load_for_analysis(study_dir: Path, score: str, where: str | None):  # noqa: ANN202
+    from gridstudy.results import load_results, query_results
 
     frame = load_results(study_dir)
     if score not in frame.columns:
         raise UserError(f"--score {score}: not a column of {study_dir}/runs.parquet")
-    return frame, _study_name(study_dir, frame)
+    study = _study_name(study_dir, frame)
+    if where:
+        selected = query_results(frame, where)
+        if selected.empty:
+            raise UserError(f"--where {where!r} selects none of the {len(frame)} runs")
+        frame = selected
+    return frame, study
 
 
 def _study_name(study_dir: Path, frame) -> str:  # noqa: ANN001
@@ -272,7 +284,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from analysis.figures import plot_study
     from gridstudy.results import load_samples
 
-    frame, study = _load_for_analysis(args.study_dir, args.score)
+    frame, study = _load_for_analysis(args.study_dir, args.score, args.where)
     out = args.out or args.study_dir / "figures"
     paths = plot_study(frame, out, study=study, samples=load_samples(args.study_dir),
                        score=args.score)
@@ -284,11 +296,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    frame, study = _load_for_analysis(args.study_dir, args.score)
+    frame, study = _load_for_analysis(args.study_dir, args.score, args.where)
     out = args.out or args.study_dir / "report.md"
-    figures = args.study_dir / "figures"
+    figures = args.figures or args.study_dir / "figures"
+    selection = f"the {len(frame)} where `{args.where}`" if args.where else None
     path = write_report(frame, out, study=study, figures_dir=figures if figures.exists() else None,
-                        threshold=args.threshold, score=args.score)
+                        threshold=args.threshold, score=args.score, selection=selection)
     print(f"report -> {path}")
     return 0
 

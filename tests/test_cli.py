@@ -103,3 +103,17 @@ def test_export_then_plot_the_copy(tmp_path, capsys):
     assert code == 0 and f"exported {len(frame)} runs and the samples of {n_models}" in out
     assert run(["plot", str(tmp_path / "copy")], capsys)[0] == 0
     assert (tmp_path / "copy" / "figures" / "fig4_samples.png").exists()
+
+
+def test_plot_and_report_on_a_selection(tmp_path, capsys):
+    write_table(make_results(60, n_seeds=2), tmp_path)
+    assert run(["plot", str(tmp_path), "--where", "seed == 0", "--out",
+                str(tmp_path / "seed0")], capsys)[0] == 0
+    assert (tmp_path / "seed0" / "fig2_histograms.png").exists()
+    assert run(["report", str(tmp_path), "--where", "seed == 0", "--figures",
+                str(tmp_path / "seed0"), "--out", str(tmp_path / "seed0.md")], capsys)[0] == 0
+    text = (tmp_path / "seed0.md").read_text()
+    assert "Runs: the 30 where `seed == 0`." in text and "seed0/fig2_histograms.png" in text
+    assert "1-1 seeds per configuration" in text
+    code, _, err = run(["report", str(tmp_path), "--where", "seed == 7"], capsys)
+    assert code == 2 and "selects none of the 60 runs" in err
