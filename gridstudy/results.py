@@ -298,6 +298,7 @@ def export_study(source: str | Path, dest: str | Path, *, best: int = 8,
     write_table(frame, dest)
     info = read_study_info(source)
     if info:
+        info.pop("tune_experiment", None)  # the copy has no Tune records to resume from
         write_study_info(dest, info)
     tmp = dest / ".samples.npz.tmp"
     with open(tmp, "wb") as f:

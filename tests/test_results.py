@@ -14,8 +14,10 @@ from gridstudy.results import (
     load_results,
     load_samples,
     query_results,
+    read_study_info,
     rows_to_frame,
     write_samples,
+    write_study_info,
     write_table,
 )
 
@@ -127,6 +129,7 @@ def test_export_keeps_every_row_and_the_best_samples(tmp_path):
     write_table(rows_to_frame(rows), src)
     images = {r["run_id"]: np.full((64, 28, 28), i, np.uint8) for i, r in enumerate(rows)}
     write_samples(images, src, "b1")
+    write_study_info(src, {"study": "s", "tune_experiment": str(src / "tune")})
     counts = export_study(src, tmp_path / "shared", best=2)
     assert counts == {"runs": 5, "samples": 3}
     assert len(load_results(tmp_path / "shared")) == 5
@@ -134,6 +137,7 @@ def test_export_keeps_every_row_and_the_best_samples(tmp_path):
     assert set(kept) == {rows[1]["run_id"], rows[2]["run_id"], rows[3]["run_id"]}
     assert np.array_equal(kept[rows[3]["run_id"]], images[rows[3]["run_id"]])
     assert not (tmp_path / "shared" / "samples").exists()
+    assert read_study_info(tmp_path / "shared") == {"study": "s"}  # nothing to resume from
     with pytest.raises(UserError, match="different folder"):
         export_study(src, src)
     with pytest.raises(UserError, match="--score nope"):
