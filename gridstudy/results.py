@@ -20,6 +20,7 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,46 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def read_tune_records(experiment: Path) -> Iterator[tuple[str, list[dict[str, Any]],
+                                                          dict[str, np.ndarray]]]:
+    """(trial folder name, rows, samples) of each trial in a local Tune experiment folder.
+
+    A trial's checkpoints are cumulative, so its newest readable one holds every run it finished.
+    """
+    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        for checkpoint in reversed(checkpoints):
+            try:
+                rows, samples = read_bundle_records(checkpoint)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue
+            yield trial_dir.name, rows, samples
+            break
+
+
+def recover_unrecorded(table: ResultsTable, experiment: Path) -> int:
+    """Add to ``table`` the runs Tune's checkpoints hold but the table lacks; return how many.
+
+    The table is written every few seconds, so a driver killed outright (SIGKILL, a lost machine)
+    can leave the last runs of trials Tune already counts as finished only in their checkpoints;
+    ``Tuner.restore`` does not re-run finished trials, so a resumed sweep picks them up here.
+    """
+    if not experiment.is_dir():
+        return 0
+    found = 0
+    for trial, rows, samples in read_tune_records(experiment):
+        new = [row for row in rows if row["run_id"] not in table.rows]
+        if not new:
+            continue
+        ids = {row["run_id"] for row in new}
+        kept = {k: v for k, v in samples.items() if k in ids}
+        if kept:
+            write_samples(kept, table.study_dir, f"{trial}-recovered")
+        table.add(new)
+        found += len(new)
+    return found
+
+
 def rebuild_results(study_dir: Path) -> ResultsTable:
     """Rebuild ``runs.parquet`` and the samples from the per-trial checkpoints Tune kept.
 
@@ -252,17 +293,10 @@ def rebuild_results(study_dir: Path) -> ResultsTable:
     if not experiment.is_dir():
         raise UserError(f"{experiment}: no Ray Tune records to rebuild from")
     table = ResultsTable(study_dir, info.get("study") or study_dir.name, load_existing=False)
-    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
-        for checkpoint in reversed(checkpoints):  # the newest readable one holds every run
-            try:
-                rows, samples = read_bundle_records(checkpoint)
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue
-            if samples:
-                write_samples(samples, study_dir, trial_dir.name)
-            table.add(rows)
-            break
+    for trial, rows, samples in read_tune_records(experiment):
+        if samples:
+            write_samples(samples, study_dir, trial)
+        table.add(rows)
     if not table.rows:
         raise UserError(f"{experiment}: no finished runs in Ray Tune's records")
     expected = info.get("run_ids", [])

@@ -28,6 +28,7 @@ from gridstudy.results import (
     ResultsTable,
     read_bundle_records,
     read_study_info,
+    recover_unrecorded,
     write_bundle_records,
     write_samples,
     write_study_info,
@@ -268,6 +269,12 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
     })
     global _ACTIVE
     table = ResultsTable(study_dir, options.study)
+    if options.resume and "://" not in experiment:
+        recovered = recover_unrecorded(table, Path(experiment))
+        if recovered:
+            table.flush()
+            print(f"[{options.study}] {recovered} finished runs were only in Tune's checkpoints "
+                  "(the last sweep was killed); added them to the table", file=sys.stderr)
     _ACTIVE = progress = _StudyCallback(table, len(runs))
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, inputs=inputs),

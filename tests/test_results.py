@@ -15,7 +15,9 @@ from gridstudy.results import (
     load_samples,
     query_results,
     read_study_info,
+    recover_unrecorded,
     rows_to_frame,
+    write_bundle_records,
     write_samples,
     write_study_info,
     write_table,
@@ -142,3 +144,21 @@ def test_export_keeps_every_row_and_the_best_samples(tmp_path):
         export_study(src, src)
     with pytest.raises(UserError, match="--score nope"):
         export_study(src, tmp_path / "x", score="nope")
+
+
+def test_resume_recovers_runs_only_tunes_checkpoints_hold(tmp_path):
+    rows = [row(model="gan", lr=lr) for lr in (1e-2, 1e-3, 1e-4)]
+    images = {r["run_id"]: np.full((64, 28, 28), i, np.uint8) for i, r in enumerate(rows)}
+    trial = tmp_path / "tune" / "bundle_1"
+    for n, upto in ((0, 1), (1, 3)):  # cumulative checkpoints: the newest holds every run
+        folder = trial / f"checkpoint_00000{n}"
+        folder.mkdir(parents=True)
+        write_bundle_records(folder, rows[:upto], {k: images[k] for k in list(images)[:upto]})
+    table = ResultsTable(tmp_path / "study", "s")
+    table.add(rows[:1])  # the driver was killed before the last two reached the table
+    assert recover_unrecorded(table, tmp_path / "tune") == 2
+    assert set(table.rows) == set(images)
+    kept = load_samples(tmp_path / "study")
+    assert set(kept) == {rows[1]["run_id"], rows[2]["run_id"]}
+    assert recover_unrecorded(table, tmp_path / "tune") == 0
+    assert recover_unrecorded(table, tmp_path / "nowhere") == 0
