@@ -154,9 +154,14 @@ def plot_samples(df: pd.DataFrame, samples: dict[str, np.ndarray], score: str,
                  title: str) -> Figure:
     """Figure 4: 8x8 sample grid of each model's best run, captioned with its configuration."""
     best = best_runs(df, score)
-    fig = Figure(figsize=(3.6 * max(len(best), 1), 4.6), layout="constrained")
+    captions = [textwrap.fill(describe_config(row, varying_axes(df[df["model"] == row["model"]])),
+                              48) + f"\nseed={row.get('seed', '?')}, run {row['run_id']}"
+                for _, row in best.iterrows()]
+    lines = max((c.count("\n") + 1 for c in captions), default=1)
+    # 7-point caption lines are ~0.13 inch: grow the figure so the longest caption fits
+    fig = Figure(figsize=(3.6 * max(len(best), 1), 4.6 + 0.13 * lines), layout="constrained")
     axes = fig.subplots(1, max(len(best), 1), squeeze=False).ravel()
-    for ax, (_, row) in zip(axes, best.iterrows(), strict=False):
+    for ax, (_, row), caption in zip(axes, best.iterrows(), captions, strict=False):
         images = samples.get(row["run_id"])
         ax.set_xticks([])
         ax.set_yticks([])
@@ -164,11 +169,9 @@ def plot_samples(df: pd.DataFrame, samples: dict[str, np.ndarray], score: str,
             ax.text(0.5, 0.5, f"no samples for run\n{row['run_id']}", ha="center", va="center")
         else:
             ax.imshow(sample_mosaic(images), cmap="gray", vmin=0, vmax=255)
-        axes_in_model = varying_axes(df[df["model"] == row["model"]])
-        caption = textwrap.fill(describe_config(row, axes_in_model), 48)
         ax.set_title(f"{model_label(row['model'])}: {score_label(score)} = {row[score]:.3g}",
                      fontsize=10)
-        ax.set_xlabel(f"{caption}\nseed={row.get('seed', '?')}, run {row['run_id']}", fontsize=7)
+        ax.set_xlabel(caption, fontsize=7)
     fig.suptitle(textwrap.fill(title, 14 * max(len(best), 2)))  # narrow figures wrap the title
     return fig
 
