@@ -129,7 +129,10 @@ def plot_margins(table: pd.DataFrame, score: str, title: str) -> Figure:
                             ms=3, capsize=2, lw=1, label=f"{sched} (n={grp['n_runs'].sum()})")
             ax.set_xscale("log", base=2)
             ax.set_title(f"{model_label(model)}, nLayerD={depth}", fontsize=9)
-            ax.legend(fontsize=6)
+            if sub.empty:  # e.g. EBGAN-PT was not run at this depth
+                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+            else:
+                ax.legend(fontsize=6)
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel(f"{axis_label('margin')} (start of training)")
