@@ -34,6 +34,7 @@ import statistics
 import time
 
 import torch
+from step_time import matmul_gflops  # benchmarks/ is on sys.path when run as a script
 
 from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
@@ -78,18 +79,6 @@ def time_case(runs: list[RunConfig], data: torch.Tensor, repeats: int) -> tuple[
     return statistics.median(solo), statistics.median(fused)
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """GFLOP/s of a plain float32 n x n matmul on the current thread count (median of repeats)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def bundle_flops(runs: list[RunConfig]) -> float:
     return float(sum(count_flops_per_step(c) * c.steps for c in runs))
 
@@ -110,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset("mnist5k").train_x
-    peak = matmul_gflops()
+    peak = matmul_gflops(threads=1)
     print(f"torch {torch.__version__}, 1 thread, K=12, {args.steps} steps, "
           f"median of {args.repeats}; sampling timed, scoring not; "
           f"matmul 1024x1024 float32 {peak:.1f} GFLOP/s")
