@@ -93,10 +93,14 @@ def write_samples(samples: dict[str, np.ndarray], study_dir: Path, name: str) ->
     """Write one bundle's samples (run_id -> uint8 (64, 28, 28)) as compressed .npz, atomically."""
     folder = study_dir / SAMPLES
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.npz"
-    tmp = folder / f".{name}.npz.tmp"
+    return _write_npz(samples, folder / f"{name}.npz")
+
+
+def _write_npz(arrays: dict[str, np.ndarray], target: Path) -> Path:
+    """Write ``arrays`` as a compressed .npz at ``target``, atomically (temporary file, replace)."""
+    tmp = target.with_name(f".{target.name}.tmp")
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, **samples)
+        np.savez_compressed(f, **arrays)
     os.replace(tmp, target)
     return target
 
@@ -334,8 +338,5 @@ def export_study(source: str | Path, dest: str | Path, *, best: int = 8,
     if info:
         info.pop("tune_experiment", None)  # the copy has no Tune records to resume from
         write_study_info(dest, info)
-    tmp = dest / ".samples.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **samples)
-    os.replace(tmp, dest / "samples.npz")
+    _write_npz(samples, dest / "samples.npz")
     return {"runs": len(frame), "samples": len(samples)}
