@@ -211,7 +211,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(space.summary())
     if args.dry_run:
         return 0
-    n_runs = len(space.expand())
+    n_runs = len(space.runs)
     if n_runs > args.max_runs and not args.yes:
         raise UserError(f"{n_runs} runs is more than --max-runs {args.max_runs}; check the grid "
                         "with --dry-run and add --yes to launch it")

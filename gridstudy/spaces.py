@@ -67,23 +67,16 @@ class Block:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The blocks of one or more files, and the runs they expand into."""
+    """The blocks of one or more files, and the runs they expand into (once, at load)."""
 
     blocks: list[Block]
     description: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
-
-    def expand(self) -> list[RunConfig]:
-        """Every run, each once: a config that two blocks share is one run."""
-        seen: dict[str, RunConfig] = {}
-        for block in self.blocks:
-            for run in block.expand(self.overrides):
-                seen.setdefault(run.run_id(), run)
-        return list(seen.values())
+    runs: tuple[RunConfig, ...] = ()  # every run, each once, in block order
 
     def summary(self) -> str:
         """What ``--dry-run`` prints: runs per model and per block, and each block's axes."""
-        runs = self.expand()
+        runs = self.runs
         per_model = Counter(r.model for r in runs)
         models = ", ".join(f"{m} {n}" for m, n in sorted(per_model.items()))
         lines = [f"{len(runs)} runs: {models}"]
@@ -112,9 +105,19 @@ def load_space(paths: list[str | Path], overrides: dict[str, Any] | None = None)
             if key in block.axes:
                 raise UserError(f"--set {key}: {block.source} varies {key} as an axis; "
                                 "remove it from the axes or drop --set")
-    space = SearchSpace(blocks, " ".join(descriptions), dict(overrides or {}))
-    space.expand()  # validates every combination before anything launches
-    return space
+    # Expanding validates every combination before anything launches; it happens here only,
+    # and every later step (summary, size check, sweep) reads ``space.runs``.
+    runs = expand_blocks(blocks, overrides or {})
+    return SearchSpace(blocks, " ".join(descriptions), dict(overrides or {}), tuple(runs))
+
+
+def expand_blocks(blocks: list[Block], overrides: dict[str, Any]) -> list[RunConfig]:
+    """Every run of ``blocks``, each once: a config that two blocks share is one run."""
+    seen: dict[str, RunConfig] = {}
+    for block in blocks:
+        for run in block.expand(overrides):
+            seen.setdefault(run.run_id(), run)
+    return list(seen.values())
 
 
 def _read_file(path: Path) -> tuple[list[Block], str]:

@@ -250,7 +250,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
     configure_ray_env(local=options.address is None or _is_loopback(options.address))
     from ray import tune
 
-    runs = space.expand()
+    runs = list(space.runs)
     study_dir = options.study_dir
     tune_dir = study_dir / "tune"
     storage = options.storage or str(study_dir)

@@ -12,7 +12,7 @@ SPACE = ROOT / "search_spaces" / "reference_cpu.yaml"
 
 def test_it_holds_one_row_per_run_of_its_search_space():
     frame = load_results(STUDY)
-    expected = {c.run_id() for c in load_space([SPACE]).expand()}
+    expected = {c.run_id() for c in load_space([SPACE]).runs}
     assert frame["run_id"].is_unique
     assert set(frame["run_id"]) == expected
     assert set(frame["status"]) <= set(STATUSES)

@@ -20,20 +20,20 @@ def write(tmp_path, text, name="space.yaml"):
                                         ("paper_ebgan_pt", 512)])
 def test_paper_grids_have_the_papers_size(name, runs):
     space = load_space([SPACES / f"{name}.yaml"])
-    configs = space.expand()
+    configs = space.runs
     assert len(configs) == runs
     assert len({c.run_id() for c in configs}) == runs
 
 
 def test_paper_ebgan_pt_uses_the_papers_weight():
-    configs = load_space([SPACES / "paper_ebgan_pt.yaml"]).expand()
+    configs = load_space([SPACES / "paper_ebgan_pt.yaml"]).runs
     settings = {(c.model, c.pt_weight, c.lr, c.margin) for c in configs}
     assert settings == {("ebgan_pt", 0.1, 1e-3, 10.0)}
 
 
 def test_every_shipped_space_loads():
     for path in SPACES.glob("*.yaml"):
-        assert load_space([path]).expand(), path
+        assert load_space([path]).runs, path
 
 
 def test_blocks_seeds_and_model_axis(tmp_path):
@@ -47,7 +47,7 @@ blocks:
     axes: {model: [ebgan, ebgan_pt]}
 """)
     space = load_space([path])
-    runs = space.expand()
+    runs = space.runs
     assert len(runs) == 2 * 2 * 2 + 2
     assert sum(r.model == "gan" and r.steps == 10 for r in runs) == 8
     assert {r.seed for r in runs if r.model == "gan"} == {0, 1}
@@ -59,14 +59,14 @@ blocks:
 
 def test_single_block_file_and_overrides(tmp_path):
     path = write(tmp_path, "model: ebgan\naxes: {margin: [5, 10]}\n")
-    runs = load_space([path], {"steps": 7}).expand()
+    runs = load_space([path], {"steps": 7}).runs
     assert [(r.margin, r.steps) for r in runs] == [(5.0, 7), (10.0, 7)]
 
 
 def test_identical_runs_from_two_blocks_count_once(tmp_path):
     a = write(tmp_path, "model: gan\naxes: {lr: [0.001, 0.01]}\n", "a.yaml")
     b = write(tmp_path, "model: gan\naxes: {lr: [0.001]}\n", "b.yaml")
-    assert len(load_space([a, b]).expand()) == 2
+    assert len(load_space([a, b]).runs) == 2
 
 
 @pytest.mark.parametrize("text, message", [
@@ -108,3 +108,20 @@ def test_set_cannot_override_an_axis(tmp_path):
     path = write(tmp_path, "model: gan\naxes: {lr: [0.1, 0.01]}\n")
     with pytest.raises(UserError, match="--set lr"):
         load_space([path], {"lr": 0.5})
+
+
+def test_a_sweep_command_expands_its_space_once(monkeypatch, capsys):
+    """--dry-run, the size check and the sweep all read the runs load_space expanded."""
+    from gridstudy import spaces
+    from gridstudy.cli import main
+
+    calls = []
+    original = spaces.Block.expand
+
+    def counting(self, overrides=None):
+        calls.append(self.name)
+        return original(self, overrides)
+
+    monkeypatch.setattr(spaces.Block, "expand", counting)
+    assert main(["sweep", str(SPACES / "smoke.yaml"), "--study", "x", "--dry-run"]) == 0
+    assert len(calls) == len(set(calls)), f"a block was expanded more than once: {calls}"

@@ -76,7 +76,7 @@ def test_four_run_study_end_to_end_on_loopback_only(tmp_path):
         ray.shutdown()
     frame = load_results(tmp_path / "results" / "t")
     assert len(frame) == 4 == len(outcome.table.rows) and outcome.unfinished == 0
-    assert sorted(frame["run_id"]) == sorted(c.run_id() for c in space.expand())
+    assert sorted(frame["run_id"]) == sorted(c.run_id() for c in space.runs)
     assert set(frame["status"]) == {"ok"} and set(frame["study"]) == {"t"}
     assert set(load_samples(tmp_path / "results" / "t")) == set(frame["run_id"])
     with pytest.raises(UserError, match="exists; add --resume"):
