@@ -10,7 +10,8 @@ without pyplot, so no backend or global state is involved and nothing is ever sh
 * Figure 4: sample grids of the best run of each model.
 
 The figures beyond the paper (ECDF, median per axis level, margins) are in
-``analysis.figures_extra``.
+``analysis.figures_extra``; what every figure module shares (file names, saving) in
+``analysis.canvas``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis import figures_extra
+from analysis.canvas import FIGURE_STEMS, POOLING_NOTE, save_figure, score_axis_label
 from analysis.table import (
     MODEL_COLORS,
     depth_panels,
@@ -39,20 +42,6 @@ from analysis.table import (
 )
 
 log = logging.getLogger(__name__)
-
-POOLING_NOTE = ("Seeds of one configuration are pooled. Diverged runs that were still scored are "
-                "included; 'not scored' counts runs with a NaN score (failed, or diverged before "
-                "scoring), which are left out of the percentages.")
-# File stems written by plot_study; the report links them by these names.
-FIGURE_STEMS: dict[str, str] = {
-    "fig2": "fig2_histograms",
-    "fig3": "fig3_optim_lr",
-    "fig4": "fig4_samples",
-    "ecdf": "ecdf",
-    "axes": "median_per_axis",
-    "margin": "margin",
-}
-
 
 class HistogramInfo(NamedTuple):
     """Numbers behind a histogram figure; bins are shared by every panel and model."""
@@ -111,10 +100,6 @@ def _legend_label(row: pd.Series) -> str:
     if row["n_not_scored"]:
         text += f"; {row['n_not_scored']} not scored"
     return text + ")"
-
-
-def score_axis_label(score: str) -> str:
-    return f"{score_label(score)} ({'higher' if higher_is_better(score) else 'lower'} is better)"
 
 
 def plot_histograms(info: HistogramInfo, score: str, title: str, ncols: int = 3) -> Figure:
@@ -186,18 +171,6 @@ def sample_mosaic(images: np.ndarray, ncols: int = 8) -> np.ndarray:
     return padded.reshape(nrows, ncols, h, w).transpose(0, 2, 1, 3).reshape(nrows * h, ncols * w)
 
 
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.pdf`` under ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=110)
-    # The layout is in figure units, the same for both files: freeze it instead of solving the
-    # constrained layout a second time (a third of the time of a save).
-    fig.set_layout_engine("none")
-    fig.savefig(paths[1])
-    return paths
-
-
 def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
                samples: dict[str, np.ndarray] | None = None,
                score: str = "i_prime") -> list[Path]:
@@ -206,8 +179,6 @@ def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
     Figure 4 is skipped, with a log message, when ``samples`` is None or empty; the margin
     figure only appears when EBGAN runs use several margins or schedules.
     """
-    from analysis import figures_extra
-
     out_dir, label = Path(out_dir), score_label(score)
     paths = save_figure(plot_histograms(
         figure2_info(df, score), score,

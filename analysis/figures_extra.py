@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.figures import FIGURE_STEMS, POOLING_NOTE, save_figure, score_axis_label
+from analysis.canvas import FIGURE_STEMS, POOLING_NOTE, save_figure, score_axis_label
 from analysis.stats import margin_table, margins_vary
 from analysis.table import (
     EBGAN_MODELS,

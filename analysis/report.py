@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.figures import FIGURE_STEMS
+from analysis.canvas import FIGURE_STEMS
 from analysis.table import (
     axis_label,
     config_ids,

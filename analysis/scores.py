@@ -11,12 +11,14 @@ about training or torch, so every score can be recomputed later from saved outpu
 * ``frechet_distance``: the FID formula (Heusel et al. 2017) in the classifier's feature space.
 * ``precision`` / ``recall``: k-NN manifold precision and recall (Kynkäänniemi et al. 2019).
 
-:func:`compute_scores` returns all of them as one record with the columns of docs/schema.md.
+:class:`SampleOutputs` bundles the three arrays; the score registry that names, labels and
+evaluates these functions is :data:`analysis.schema.SCORES`.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -41,35 +43,6 @@ PR_K: int = 3
 PR_MAX_SAMPLES: int = 5000
 PR_SEED: int = 0  # seed of that subset, fixed so a run's scores are reproducible
 _BLOCK_ROWS: int = 1024  # rows per distance block: 1024 x 5,000 float32 is 20 MB
-
-SCORE_NAMES: tuple[str, ...] = (
-    "i_prime",
-    "inception_score",
-    "n_classes_covered",
-    "class_kl_uniform",
-    "frechet_distance",
-    "precision",
-    "recall",
-)
-SCORE_LABELS: dict[str, str] = {
-    "i_prime": "I'",
-    "inception_score": "IS",
-    "n_classes_covered": "classes covered",
-    "class_kl_uniform": "KL(p(y) || uniform)",
-    "frechet_distance": "Fréchet distance (classifier features)",
-    "precision": "precision",
-    "recall": "recall",
-}
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "i_prime": True,
-    "inception_score": True,
-    "n_classes_covered": True,
-    "class_kl_uniform": False,
-    "frechet_distance": False,
-    "precision": True,
-    "recall": True,
-}
-
 
 class Coverage(NamedTuple):
     """Mode coverage of a sample set, read off the classifier's argmax labels."""
@@ -237,29 +210,24 @@ def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = PR
     return float(fake_in_real.mean()), float(real_in_fake.mean())
 
 
-def compute_scores(probs: np.ndarray, features: np.ndarray, real_features: np.ndarray, *,
-                   eps: float = PROB_EPS) -> dict[str, float]:
-    """Every score of one set of generated samples, as one record (docs/schema.md columns).
+@dataclass(frozen=True)
+class SampleOutputs:
+    """The classifier's outputs on one set of generated samples, from which every score is read.
 
-    probs: (n, k) classifier probabilities of the samples; features: (n, d) the classifier's
-    penultimate features of the samples; real_features: (m, d) the same for real test digits.
-    Keys: the names in ``SCORE_NAMES`` plus ``prob_eps`` (the clamp used). ``n_classes_covered``
-    is a whole number stored as float so the record can hold NaN. If any input holds a
-    non-finite value (a diverged generator), every score is NaN instead of an exception.
+    probs: (n, k) class probabilities of the samples; features: (n, d) their penultimate-layer
+    features; real_features: (m, d) the same for real test digits; eps: the probability clamp.
+    Results shared by two scores (coverage, precision/recall) are computed once.
     """
-    arrays = [np.asarray(a) for a in (probs, features, real_features)]
-    if any(a.size == 0 or not np.isfinite(a).all() for a in arrays):
-        return {**dict.fromkeys(SCORE_NAMES, math.nan), "prob_eps": float(eps)}
-    probs_, feats, real = arrays
-    coverage = class_coverage(probs_)
-    precision, recall = precision_recall(real, feats)
-    return {
-        "i_prime": i_prime(probs_, eps),
-        "inception_score": inception_score(probs_, eps),
-        "n_classes_covered": float(coverage.n_covered),
-        "class_kl_uniform": coverage.kl_uniform,
-        "frechet_distance": frechet_distance(feats, real),
-        "precision": precision,
-        "recall": recall,
-        "prob_eps": float(eps),
-    }
+
+    probs: np.ndarray
+    features: np.ndarray
+    real_features: np.ndarray
+    eps: float = PROB_EPS
+
+    @cached_property
+    def coverage(self) -> Coverage:
+        return class_coverage(self.probs)
+
+    @cached_property
+    def precision_recall(self) -> tuple[float, float]:
+        return precision_recall(self.real_features, self.features)

@@ -2,8 +2,8 @@
 
 Every other analysis module goes through here for three things: which columns are
 hyperparameters (and their paper names: ``n_layers_g`` -> nLayerG, from the run config's one
-mapping), which columns are scores (their labels and whether higher is better, from
-``analysis.scores``), and which rows a figure panel keeps.
+mapping), which columns are scores (their labels and whether higher is better), both from
+:mod:`analysis.schema`, and which rows a figure panel keeps.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from analysis.scores import HIGHER_IS_BETTER, SCORE_LABELS, SCORE_NAMES  # one home for scores
-from gridstudy.config import PAPER_NAMES  # the schema's names, not training code
+from analysis.schema import PAPER_NAMES, SCORE_NAMES, SCORES
 
 # Config columns that define a configuration; seed is left out so seeds of one config pool.
 CONFIG_COLUMNS: tuple[str, ...] = ("model", *PAPER_NAMES)
@@ -25,12 +24,12 @@ EBGAN_MODELS: tuple[str, ...] = ("ebgan", "ebgan_pt")
 
 def score_label(score: str) -> str:
     """The label a figure or table shows for a score column (``i_prime`` -> I')."""
-    return SCORE_LABELS.get(score, score)
+    return SCORES[score].label if score in SCORES else score
 
 
 def higher_is_better(score: str) -> bool:
     """Whether larger values of ``score`` mean a better generator (unknown scores: True)."""
-    return HIGHER_IS_BETTER.get(score, True)
+    return SCORES[score].higher_is_better if score in SCORES else True
 
 
 def axis_label(column: str) -> str:

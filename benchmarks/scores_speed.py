@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from analysis.scores import compute_scores
+from analysis.schema import compute_scores
 
 N_FAKE = 5000  # generated samples scored per run
 N_REAL = (1000, 10000)  # reference sets: a small one and the full t10k test set

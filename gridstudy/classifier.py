@@ -9,6 +9,7 @@ Checkpoints hold tensors only and load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.schema import compute_scores
 from gridstudy.data import IMAGE_SIDE, Dataset, cache_dir
 from gridstudy.errors import UserError
 
@@ -159,7 +161,7 @@ class Scorer:
     """Scores generated samples against a data set's real test digits with one classifier.
 
     The real digits' features are computed once, so scoring a run costs one classifier pass over
-    its samples plus the score arithmetic (:func:`analysis.scores.compute_scores`).
+    its samples plus the score arithmetic (:func:`analysis.schema.compute_scores`).
     """
 
     def __init__(self, classifier: Classifier, real_x: torch.Tensor | None) -> None:
@@ -174,12 +176,11 @@ class Scorer:
         scorer.real_features = real_features
         return scorer
 
-    def score(self, samples: torch.Tensor) -> dict[str, float]:
-        """Every score of ``samples``; NaN scores when the samples are not finite."""
-        from analysis.scores import compute_scores
-
+    def score(self, samples: torch.Tensor, names: Iterable[str] | None = None
+              ) -> dict[str, float]:
+        """The registry's scores of ``samples`` (all, or ``names``); NaN when not finite."""
         probs, features = self.classifier.predict(samples)
-        return compute_scores(probs, features, self.real_features)
+        return compute_scores(probs, features, self.real_features, names=names)
 
 
 def prepare_classifier(dataset: str, data_dir: str | None = None, *, data: Dataset | None = None,
@@ -197,7 +198,6 @@ def evaluate_classifier(dataset: str, data_dir: str | None) -> dict[str, float |
     I' and IS use every test image; the Fréchet distance and precision/recall compare the two
     halves of the test set (real against real), their noise floor.
     """
-    from analysis.scores import compute_scores
     from gridstudy.data import read_idx_split
 
     if data_dir is None:

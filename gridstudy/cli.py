@@ -263,6 +263,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 def _load_for_analysis(study_dir: Path, score: str, where: str | None):  # noqa: ANN202
     from gridstudy.results import load_results, query_results
 
+    check_score(score)
     frame = load_results(study_dir)
     if score not in frame.columns:
         raise UserError(f"--score {score}: not a column of {study_dir}/runs.parquet")
@@ -273,6 +274,14 @@ def _load_for_analysis(study_dir: Path, score: str, where: str | None):  # noqa:
             raise UserError(f"--where {where!r} selects none of the {len(frame)} runs")
         frame = selected
     return frame, study
+
+
+def check_score(name: str) -> None:
+    """``--score`` must name an entry of the score registry (analysis.schema.SCORES)."""
+    from analysis.schema import SCORE_NAMES
+
+    if name not in SCORE_NAMES:
+        raise UserError(f"--score {name}: unknown score; valid scores: {', '.join(SCORE_NAMES)}")
 
 
 def _study_name(study_dir: Path, frame) -> str:  # noqa: ANN001
@@ -310,6 +319,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
     from gridstudy.results import export_study, rebuild_results
 
     if args.action == "export":
+        check_score(args.score)
         counts = export_study(args.study_dir, args.dest, best=args.best, score=args.score)
         print(f"exported {counts['runs']} runs and the samples of {counts['samples']} -> "
               f"{args.dest}")

@@ -1,8 +1,9 @@
 """The run configuration: one frozen, typed dataclass holding every hyperparameter of a run.
 
 Its field names are the YAML keys of search spaces, the ``--set`` keys of the CLI and the
-columns of the results table. Defaults live here and nowhere else. The paper's names for the
-grid's axes (nLayerG, sizeD, ...) are in :data:`PAPER_NAMES`, used for figure labels and docs.
+columns of the results table. Defaults live here and nowhere else. The fields' labels (the
+paper's names for the grid's axes: nLayerG, sizeD, ...) are in the table's schema,
+:data:`analysis.schema.PAPER_NAMES`.
 """
 
 from __future__ import annotations
@@ -91,34 +92,6 @@ class RunConfig:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 FIELD_TYPES: dict[str, str] = {name: str(f.type) for name, f in FIELDS.items()}
-
-# Figure and table labels of the fields: the paper's names for its grid's axes (EBGAN, Zhao et al.
-# 2017, Table 1: nLayerG, sizeD, ...) and readable names for the rest. The one mapping.
-PAPER_NAMES: dict[str, str] = {
-    "n_layers_g": "nLayerG",
-    "size_g": "sizeG",
-    "n_layers_d": "nLayerD",
-    "size_d": "sizeD",
-    "dropout_d": "dropoutD",
-    "dropout_rate": "dropout rate",
-    "optim_d": "optimD",
-    "optim_g": "optimG",
-    "lr": "lr",
-    "margin": "m",
-    "margin_schedule": "m schedule",
-    "margin_end": "m end",
-    "pt_weight": "PT weight",
-    "z_dim": "z dim",
-    "batch_size": "batch size",
-    "steps": "steps",
-    "dataset": "dataset",
-    "adam_beta1": "Adam beta1",
-    "sgd_momentum": "SGD momentum",
-    "init_std_d": "init std D",
-    "init_std_g": "init std G",
-    "g_loss": "G loss",
-    "n_eval": "n eval",
-}
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> RunConfig:
     """Build a RunConfig, rejecting unknown keys and badly typed values with one-line errors."""

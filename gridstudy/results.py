@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.schema import STATUSES
 from gridstudy.config import FIELDS
 from gridstudy.errors import UserError
 
 TABLE = "runs.parquet"
 SAMPLES = "samples"
 STUDY_FILE = "study.json"
-STATUSES = ("ok", "diverged", "failed")
 _NULLABLE_INT = ("diverged_step", "n_classes_covered")  # integers that may be missing
 
 

@@ -89,7 +89,8 @@ def test_query_plot_report_on_a_table(tmp_path, capsys):
     assert run(["report", str(tmp_path)], capsys)[0] == 0
     assert "figures/fig2_histograms.png" in (tmp_path / "report.md").read_text()
     code, _, err = run(["plot", str(tmp_path), "--score", "nope"], capsys)
-    assert code == 2 and "--score nope" in err
+    assert code == 2 and "--score nope: unknown score; valid scores: i_prime, " in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_export_then_plot_the_copy(tmp_path, capsys):

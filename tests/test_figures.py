@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures, figures_extra
+from analysis import canvas, figures, figures_extra
 from analysis.table import depth_panels, optim_panels, top_configurations
 from tests.synthetic import make_results, make_samples
 
@@ -94,7 +94,7 @@ def test_plot_study_writes_every_figure(runs, tmp_path):
     samples = make_samples(list(best["run_id"][:2]))  # the third model has none: a note panel
     paths = figures.plot_study(runs, tmp_path, study="synthetic", samples=samples)
     stems = {p.stem for p in paths}
-    assert stems == set(figures.FIGURE_STEMS.values())
+    assert stems == set(canvas.FIGURE_STEMS.values())
     for path in paths:
         head = path.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if path.suffix == ".png" else head.startswith(b"%PDF")

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from gridstudy.results import STATUSES, load_results, load_samples, read_study_info
+from analysis.schema import STATUSES
+from gridstudy.results import load_results, load_samples, read_study_info
 from gridstudy.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent

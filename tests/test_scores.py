@@ -9,12 +9,8 @@ import pytest
 from scipy import linalg
 
 from analysis.scores import (
-    HIGHER_IS_BETTER,
     PROB_EPS,
-    SCORE_LABELS,
-    SCORE_NAMES,
     class_coverage,
-    compute_scores,
     frechet_distance,
     i_prime,
     inception_score,
@@ -213,48 +209,3 @@ def test_precision_recall_subsample_is_seeded():
 def test_precision_recall_needs_more_than_k_samples():
     with pytest.raises(ValueError, match="more than 3"):
         precision_recall(np.zeros((3, 2)), np.ones((10, 2)))
-
-
-# --- compute_scores ------------------------------------------------------------------------
-
-
-def _toy_inputs(seed: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    probs = rng.dirichlet(np.full(10, 0.2), size=200)
-    return probs, rng.normal(size=(200, 16)).astype(np.float32), rng.normal(size=(300, 16))
-
-
-def test_compute_scores_keys_and_values():
-    probs, feats, real = _toy_inputs()
-    scores = compute_scores(probs, feats, real)
-    assert list(scores) == [*SCORE_NAMES, "prob_eps"]
-    assert scores["prob_eps"] == PROB_EPS
-    assert scores["i_prime"] == pytest.approx(i_prime(probs))
-    assert scores["n_classes_covered"] == 10.0
-    assert all(np.isfinite(v) for v in scores.values())
-    assert 0.0 <= scores["precision"] <= 1.0 and 0.0 <= scores["recall"] <= 1.0
-
-
-def test_compute_scores_records_its_eps():
-    probs, feats, real = _toy_inputs()
-    scores = compute_scores(probs, feats, real, eps=1e-6)
-    assert scores["prob_eps"] == 1e-6
-    assert scores["i_prime"] == pytest.approx(i_prime(probs, 1e-6))
-
-
-@pytest.mark.parametrize("where", ["probs", "features", "real_features"])
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_compute_scores_non_finite_gives_nan(where, bad):
-    probs, feats, real = _toy_inputs()
-    arrays = {"probs": probs, "features": feats, "real_features": real}
-    arrays[where] = arrays[where].copy()
-    arrays[where][0, 0] = bad
-    scores = compute_scores(**arrays)
-    assert all(math.isnan(scores[name]) for name in SCORE_NAMES)
-    assert scores["prob_eps"] == PROB_EPS
-
-
-def test_metadata_covers_every_score():
-    assert set(SCORE_LABELS) == set(SCORE_NAMES) == set(HIGHER_IS_BETTER)
-    assert SCORE_LABELS["i_prime"] == "I'"
-    assert not HIGHER_IS_BETTER["frechet_distance"]
