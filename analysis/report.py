@@ -115,8 +115,15 @@ def _model_columns(df: pd.DataFrame, columns: pd.Index) -> list[str]:
     return [m for m in models_present(df) if m in set(columns)]
 
 
+def _share_value(value: float) -> str:
+    """Two decimals, or two significant digits below 0.01, so that a bound is never shown as 0
+    unless it is 0 (the exact upper bound for 0 of 768 is 0.0048)."""
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
+
+
 def _share_text(row: pd.Series) -> str:
-    return f"{row['share']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] (n={row['n']})"
+    return (f"{_share_value(row['share'])} [{_share_value(row['ci_low'])}, "
+            f"{_share_value(row['ci_high'])}] (n={row['n']})")
 
 
 def _success_section(df: pd.DataFrame, score: str, threshold: float | None) -> list[str]:
@@ -127,7 +134,7 @@ def _success_section(df: pd.DataFrame, score: str, threshold: float | None) -> l
     origin = "user threshold" if threshold is not None else "default, stats.DEFAULT_THRESHOLDS"
     lines = ["## Successful runs", "",
              f"A run succeeds when {score_label(score)} {sign} {thr:g} ({origin}). "
-             "Share [95% percentile bootstrap CI, 2000 resamples, seed 0] (n). Diverged runs "
+             "Share [exact 95% Clopper-Pearson interval] (n). Diverged runs "
              "without a score count as unsuccessful; failed runs are excluded "
              f"({int(overall['n_excluded'].sum())} excluded, with ok runs not scored).", "",
              markdown_table(pd.DataFrame({"model": overall["model"].map(model_label),
@@ -206,8 +213,9 @@ def _margin_section(df: pd.DataFrame, score: str) -> list[str]:
             f"Median {score_label(score)} [IQR] (runs) per margin; other axes and seeds pooled. "
             "'seed range' is the median over configurations of max - min across seeds.", "",
             markdown_table(pivot), "",
-            "Best margin range: the margin with the best median, a 95% bootstrap CI of that "
-            "median (1000 resamples, seed 0), and the margins whose median lies in the CI.", "",
+            "Best margin range: the margin with the best median, a 95% percentile bootstrap CI "
+            "of that median (scipy.stats.bootstrap, 1000 resamples, seed 0), and the margins "
+            "whose median lies in the CI.", "",
             markdown_table(best.rename(columns={k: axis_label(k) for k in keys})), ""]
 
 
