@@ -39,16 +39,23 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gridstudy.classifier import Scorer
 from gridstudy.config import RunConfig
-from gridstudy.losses import scheduled_margin
+from gridstudy.losses import (
+    ebgan_d_loss,
+    ebgan_g_loss,
+    energy,
+    gan_d_loss,
+    gan_g_loss,
+    scheduled_margin,
+)
 from gridstudy.models import build_models
-from gridstudy.stacked import StackedNet, pulling_away_term
+from gridstudy.stacked import StackedNet, stacked_gram
 from gridstudy.train import RunResult, finish_run, make_optimizer
 
 ADAM_BETA2, ADAM_EPS = 0.999, 1e-8  # torch.optim.Adam's defaults, which make_optimizer keeps
@@ -56,8 +63,22 @@ ADAM_BETA2, ADAM_EPS = 0.999, 1e-8  # torch.optim.Adam's defaults, which make_op
 # trained one after another. Big networks are compute- and memory-bound even alone, and K of
 # them stacked only evict each other from cache: (5, 400, 5, 128) ran fastest at 4 per group.
 CPU_GROUP_WEIGHTS = 4_000_000
+# The option values this trainer implements by itself (its optimizer kernels and its model
+# branches), written out rather than read from config.py: a value added there is refused here,
+# with UnsupportedOption, until fusion implements it; it is never trained as another value.
+# Losses, margin schedules and generator losses go through gridstudy.losses, shared with
+# train_run, which raises on any value it does not know.
+FUSED_CHOICES: dict[str, tuple[str, ...]] = {
+    "model": ("gan", "ebgan", "ebgan_pt"),
+    "optim_d": ("adam", "sgd"),
+    "optim_g": ("adam", "sgd"),
+}
 
-__all__ = ["train_fused"]
+__all__ = ["FUSED_CHOICES", "UnsupportedOption", "check_fused_kernels", "train_fused"]
+
+
+class UnsupportedOption(ValueError):
+    """A run asks for an option value the fused trainer does not implement."""
 
 
 def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
@@ -66,38 +87,103 @@ def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
 
     Returns one result per run, in the order of ``runs``, each equal to ``train_run``'s (see the
     module docstring for when bit for bit). Raises ``ValueError`` for runs of different
-    architectures and ``NotImplementedError`` where torch has no fused optimizer kernels for
-    ``device``.
+    architectures, :class:`UnsupportedOption` for an option value this trainer does not
+    implement (``FUSED_CHOICES``), and ``NotImplementedError`` where torch's private fused
+    optimizer kernels fail :func:`check_fused_kernels` on ``device``.
     """
     if not runs:
         return []
     if len({c.architecture for c in runs}) > 1:
         raise ValueError("fused runs must share one architecture (RunConfig.architecture)")
+    _check_options(runs)
     device = torch.device(device)
-    _require_fused_kernels(runs[0], device)
+    check_fused_kernels(str(device))
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    data, size, ends = train_x.to(device), _group_size(runs[0], device), []
-    for first in range(0, len(runs), size):
-        group = _FusedGroup(runs[first:first + size], data, device)
+    data, ends = train_x.to(device), {}
+    for group_runs in _groups(runs, device):
+        group = _FusedGroup(group_runs, data, device)
         group.train()
-        ends += group.ends
-    return [_result(c, end, scorer, device, started_at) for c, end in zip(runs, ends,
-                                                                         strict=True)]
+        ends.update({id(c): end for c, end in zip(group_runs, group.ends, strict=True)})
+    return [_result(c, ends[id(c)], scorer, device, started_at) for c in runs]
 
 
-def _group_size(c: RunConfig, device: torch.device) -> int:
-    """Runs per group: all on an accelerator, CPU_GROUP_WEIGHTS' worth on a CPU."""
-    if device.type != "cpu":
-        return sys.maxsize
-    weights = sum(p.numel() for net in build_models(c) for p in net.parameters())
-    return max(1, CPU_GROUP_WEIGHTS // weights)
+def _check_options(runs: list[RunConfig]) -> None:
+    for c in runs:
+        for key, allowed in FUSED_CHOICES.items():
+            if getattr(c, key) not in allowed:
+                raise UnsupportedOption(f"fused training does not implement {key}="
+                                        f"{getattr(c, key)!r} (it does {', '.join(allowed)}); "
+                                        "train such runs one at a time (--no-fuse)")
 
 
-def _require_fused_kernels(c: RunConfig, device: torch.device) -> None:
-    probe = [nn.Parameter(torch.zeros(1, device=device))]
-    for name in ("adam", "sgd"):
-        if not make_optimizer(name, probe, c).defaults.get("fused"):
-            raise NotImplementedError(f"no fused {name} kernel on {device}; train one at a time")
+def _groups(runs: list[RunConfig], device: torch.device) -> list[list[RunConfig]]:
+    """The runs trained together: one generator loss each (a group calls ``gan_g_loss`` once
+    for all its runs), all of them on an accelerator, CPU_GROUP_WEIGHTS' worth on a CPU."""
+    size = sys.maxsize
+    if device.type == "cpu":
+        weights = sum(p.numel() for net in build_models(runs[0]) for p in net.parameters())
+        size = max(1, CPU_GROUP_WEIGHTS // weights)
+    groups = []
+    for kind in dict.fromkeys(c.g_loss for c in runs):
+        same = [c for c in runs if c.g_loss == kind]
+        groups += [same[i:i + size] for i in range(0, len(same), size)]
+    return groups
+
+
+@cache
+def check_fused_kernels(device: str) -> None:
+    """Check torch's private fused Adam and SGD kernels against ``torch.optim`` once per process
+    and device, two steps on a small tensor for each setting the trainer uses (Adam; SGD
+    without and with momentum). Called as :class:`_StackedOptimizer` calls them, they must give
+    bit for bit what ``make_optimizer`` gives a lone run (the public fused path, which train_run
+    uses), and agree to rounding with torch.optim's plain single-tensor implementation (a check
+    on the kernel itself). Raises ``NotImplementedError`` saying what failed, so the caller
+    trains one run at a time.
+    """
+    gen = torch.Generator().manual_seed(0)
+    start, grads = torch.randn(2, 3, 5, generator=gen), torch.randn(2, 2, 3, 5, generator=gen)
+    settings = [("adam", RunConfig(lr=1e-3)), ("sgd", RunConfig(optim_d="sgd", lr=1e-2)),
+                ("sgd", RunConfig(optim_d="sgd", lr=1e-2, sgd_momentum=0.9))]
+    for name, c in settings:
+        label = f"torch._fused_{name}_ ({name}, lr {c.lr}, momentum {c.sgd_momentum})"
+        try:
+            fused = _fused_steps(name, c, start.to(device), grads.to(device))
+            solo = _solo_steps(name, c, start.to(device), grads.to(device), fused=True)
+            plain = _solo_steps(name, c, start.to(device), grads.to(device), fused=False)
+        except Exception as exc:  # a changed private signature, a missing kernel, ...
+            raise NotImplementedError(f"{label} fails on {device} ({type(exc).__name__}: "
+                                      f"{exc}); training one run at a time") from None
+        if not torch.equal(fused, solo):
+            raise NotImplementedError(f"{label} as fusion calls it disagrees with torch.optim's "
+                                      f"fused {name} on {device}; training one run at a time")
+        if not torch.allclose(fused, plain, rtol=1e-5, atol=1e-7):
+            raise NotImplementedError(f"{label} disagrees with torch.optim's plain {name} on "
+                                      f"{device}; training one run at a time")
+
+
+def _fused_steps(name: str, c: RunConfig, start: torch.Tensor, grads: torch.Tensor
+                 ) -> torch.Tensor:
+    param = start.clone()
+    opt = _StackedOptimizer([param], [_optimizer_setting(name, c)] * len(start))
+    for g in grads:
+        opt.step((g,))
+    return param
+
+
+def _solo_steps(name: str, c: RunConfig, start: torch.Tensor, grads: torch.Tensor, *,
+                fused: bool) -> torch.Tensor:
+    """Each run's own optimizer: as train_run makes it, or torch.optim's plain implementation."""
+    out = []
+    for k in range(len(start)):
+        param = nn.Parameter(start[k].clone())
+        opt = make_optimizer(name, [param], c)
+        if not fused:
+            opt = type(opt)([param], **{**opt.defaults, "fused": False, "foreach": False})
+        for g in grads:
+            param.grad = g[k].clone()
+            opt.step()
+        out.append(param.detach())
+    return torch.stack(out)
 
 
 @dataclass
@@ -116,7 +202,7 @@ def _result(c: RunConfig, end: _RunEnd, scorer: Scorer, device: torch.device,
     """The run's row and samples, built by train_run's own last step."""
     return finish_run(c, end.g_net, scorer, device, started_at=started_at, loss_d=end.loss_d,
                       loss_g=end.loss_g, diverged_step=end.diverged_step,
-                      train_seconds=end.train_seconds)
+                      train_seconds=end.train_seconds, fused=True)
 
 
 class _StackedOptimizer:
@@ -228,8 +314,6 @@ class _FusedGroup:
                                                       c.margin_end) for t in range(c.steps)]
                                     for c in active], device=dev),
             "pt": torch.tensor([c.pt_weight for c in active], device=dev),
-            "sign": torch.tensor([[1.0 if c.g_loss == "minimax" else -1.0] for c in active],
-                                 device=dev),
             "p": torch.tensor(p, device=dev).view(k, 1, 1, 1),
             "one_minus_p": torch.tensor([1.0 - q for q in p], device=dev).view(k, 1, 1),
             "idx": torch.zeros(k, c0.batch_size, dtype=torch.long, device=dev),
@@ -282,24 +366,19 @@ class _FusedGroup:
 
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, out_real: torch.Tensor,
                 out_fake: torch.Tensor, step: int) -> torch.Tensor:
-        """Per-run L_D (K,): losses.gan_d_loss or losses.ebgan_d_loss (Eq. 1) over dim 1."""
+        """Per-run L_D (K,): losses.ebgan_d_loss (Eq. 1), one margin per run, or gan_d_loss."""
         if self.runs[0].is_ebgan:
-            energy_real = torch.linalg.vector_norm(out_real - real, dim=2)
-            energy_fake = torch.linalg.vector_norm(out_fake - fake, dim=2)
             margin = self.per_run["margin"][:, step].unsqueeze(1)
-            return energy_real.mean(1) + torch.clamp(margin - energy_fake, min=0).mean(1)
-        return F.softplus(-out_real.squeeze(2)).mean(1) + F.softplus(out_fake.squeeze(2)).mean(1)
+            return ebgan_d_loss(energy(out_real, real), energy(out_fake, fake), margin)
+        return gan_d_loss(out_real.squeeze(2), out_fake.squeeze(2))
 
     def _g_loss(self, fake: torch.Tensor, out: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Per-run L_G (K,): losses.gan_g_loss (either kind) or ebgan_g_loss (Eq. 2) + PT."""
-        t = self.per_run
+        """Per-run L_G (K,): losses.ebgan_g_loss (Eq. 2, + PT) or gan_g_loss of the group's kind."""
         if self.runs[0].is_ebgan:
-            loss = torch.linalg.vector_norm(out - fake, dim=2).mean(1)
-            if any(c.pt_weight for c in self.runs):  # exactly loss + 0 * f_PT for the others
-                loss = loss + t["pt"] * pulling_away_term(code)
-            return loss
-        # non_saturating softplus(-a); minimax -softplus(a); the signs are exact.
-        return (-t["sign"] * F.softplus(t["sign"] * out.squeeze(2))).mean(1)
+            # exactly Eq. 2 + 0 * f_PT for runs without the term in a group that has it
+            pt = self.per_run["pt"] if any(c.pt_weight for c in self.runs) else 0.0
+            return ebgan_g_loss(energy(out, fake), code, pt, gram=stacked_gram)
+        return gan_g_loss(out.squeeze(2), self.runs[0].g_loss)
 
     def _retire(self, done: torch.Tensor, loss_d: torch.Tensor, loss_g: torch.Tensor,
                 step: int | None) -> None:

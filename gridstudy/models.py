@@ -24,6 +24,7 @@ from torch import nn
 
 from gridstudy.config import RunConfig
 from gridstudy.data import IMAGE_DIM
+from gridstudy.losses import energy
 
 
 def _hidden_stack(
@@ -58,7 +59,16 @@ class SeededDropout(nn.Module):
         if not self.training or self.p == 0:
             return x
         keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
-        return x * keep / (1.0 - self.p)
+        return apply_dropout(x, keep, 1.0 - self.p)
+
+
+def apply_dropout(x: torch.Tensor, keep: torch.Tensor, one_minus_p: float | torch.Tensor
+                  ) -> torch.Tensor:
+    """Inverted dropout (Srivastava et al. 2014) with a given mask: x * keep / (1 - p).
+
+    ``keep`` is True where a unit survives (a uniform draw >= p). The fused trainer passes one
+    ``1 - p`` per run, shaped to broadcast; SeededDropout passes a number."""
+    return x * keep / one_minus_p
 
 
 def use_generator(module: nn.Module, generator: torch.Generator | None) -> None:
@@ -118,9 +128,7 @@ class EbganDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (energy (batch,), encoder representation (batch, size_d))."""
         code = self.encoder(x)
-        reconstruction = self.decoder(code)
-        energy = torch.linalg.vector_norm(reconstruction - x, dim=1)
-        return energy, code
+        return energy(self.decoder(code), x), code
 
 
 def build_models(c: RunConfig) -> tuple[Generator, nn.Module]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gridstudy.models import SeededDropout
+from gridstudy.models import SeededDropout, apply_dropout
 
 Tensor = torch.Tensor
 
@@ -256,7 +256,7 @@ class StackedNet:
             elif kind == "tanh":
                 x = torch.tanh(x)
             elif keep is not None:  # dropout, as SeededDropout computes it
-                x = x * keep[:, n_drop] / one_minus_p
+                x = apply_dropout(x, keep[:, n_drop], one_minus_p)
                 n_drop += 1
         return x, last_in
 
@@ -294,10 +294,9 @@ def _batch_norms(module: nn.Module) -> list[nn.BatchNorm1d]:
     return [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
 
 
-def pulling_away_term(codes: Tensor) -> Tensor:
-    """losses.pulling_away_term (Eq. 6) of each run's codes (K, N, d) -> (K,), computed alike."""
-    k, n, d = codes.shape
-    unit = codes / codes.norm(dim=2, keepdim=True).clamp_min(1e-12)
-    kernels = linear_kernels(k, n, d, n, False, codes.device, torch.get_num_threads())
-    cos2 = StackedGram.apply(unit, kernels).pow(2)
-    return (cos2.sum((1, 2)) - cos2.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+def stacked_gram(x: Tensor) -> Tensor:
+    """x @ x^T per run, (K, N, d) -> (K, N, N), through checked kernels: the ``gram`` that the
+    fused trainer gives ``losses.pulling_away_term`` so each run gets train_run's ``@``."""
+    k, n, d = x.shape
+    kernels = linear_kernels(k, n, d, n, False, x.device, torch.get_num_threads())
+    return StackedGram.apply(x, kernels)

@@ -140,7 +140,7 @@ def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
         message = exc
     row = {"run_id": run.run_id(), **run.to_dict(), "status": "failed",
            "error": message.splitlines()[0][:500] if message else "failed",
-           "diverged_step": None, "loss_d": math.nan, "loss_g": math.nan,
+           "diverged_step": None, "loss_d": math.nan, "loss_g": math.nan, "fused": False,
            "train_seconds": math.nan, "score_seconds": math.nan, "device": "",
            "host": platform.node(),
            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

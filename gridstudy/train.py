@@ -33,7 +33,6 @@ from gridstudy.losses import (
     ebgan_g_loss,
     gan_d_loss,
     gan_g_loss,
-    pulling_away_term,
     scheduled_margin,
 )
 from gridstudy.models import build_models, use_generator
@@ -55,9 +54,11 @@ def make_optimizer(name: str, params: Any, c: RunConfig) -> torch.optim.Optimize
     if name == "adam":
         kwargs: dict[str, Any] = {"lr": c.lr, "betas": (c.adam_beta1, 0.999)}
         cls: type[torch.optim.Optimizer] = torch.optim.Adam
-    else:
+    elif name == "sgd":
         kwargs = {"lr": c.lr, "momentum": c.sgd_momentum}
         cls = torch.optim.SGD
+    else:  # never train an unknown optimizer as a known one
+        raise ValueError(f"unknown optimizer {name!r}")
     params = list(params)
     try:
         return cls(params, fused=True, **kwargs)
@@ -100,7 +101,7 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
 
 def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: torch.device, *,
                started_at: str, loss_d: float, loss_g: float, diverged_step: int | None,
-               train_seconds: float, d_finite: bool = True) -> RunResult:
+               train_seconds: float, d_finite: bool = True, fused: bool = False) -> RunResult:
     """Sample and score a trained generator and build the run's row (every trainer's last step).
 
     Status ``diverged`` when training stopped on a non-finite loss, or G's or D's parameters or
@@ -117,7 +118,7 @@ def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: tor
         diverged_step = c.steps if diverged_step is None else diverged_step
     row = {
         "run_id": c.run_id(), **c.to_dict(), **scores, "status": status, "error": "",
-        "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g,
+        "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g, "fused": fused,
         "train_seconds": train_seconds, "score_seconds": score_seconds,
         "device": describe_device(device), "host": platform.node(), "started_at": started_at,
         **library_versions(),
@@ -142,9 +143,7 @@ def train_step(c: RunConfig, g_net: torch.nn.Module, d_net: torch.nn.Module,
     opt_d.step()
     if c.is_ebgan:
         energy_fake, codes = d_net(fake)
-        loss_g = ebgan_g_loss(energy_fake)
-        if c.pt_weight:
-            loss_g = loss_g + c.pt_weight * pulling_away_term(codes)
+        loss_g = ebgan_g_loss(energy_fake, codes, c.pt_weight)
     else:
         loss_g = gan_g_loss(d_net(fake), c.g_loss)
     opt_g.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from gridstudy.config import RunConfig
-from gridstudy.fused import train_fused
+from gridstudy.fused import UnsupportedOption, check_fused_kernels, train_fused
 from gridstudy.stacked import StackedLinear, batch_norm_kernel, linear_kernels
 from gridstudy.study import SharedInputs, train_bundle
 from gridstudy.train import train_run
@@ -163,3 +163,72 @@ def test_batch_norm_is_exact_per_run(features):
             bn.bias.copy_(b[k])
         assert torch.equal(bn(x[k]), y[k].detach())
         assert torch.equal(bn.running_mean, mean[k]) and torch.equal(bn.running_var, var[k])
+
+
+def test_fused_rows_say_they_were_fused(mnist5k):
+    scorer = MomentScorer()
+    runs = [tiny(seed=1, steps=3), tiny(seed=2, steps=3)]
+    assert [r.row["fused"] for r in train_fused(runs, mnist5k.train_x, scorer)] == [True, True]
+    assert train_run(runs[0], mnist5k.train_x, scorer).row["fused"] is False
+
+
+def test_an_option_value_fusion_does_not_implement_is_refused(mnist5k, monkeypatch):
+    """A value added to the config (here a third optimizer) is refused by the fused trainer,
+    never trained as adam or sgd; train_run refuses it too, so the run is recorded as failed."""
+    import gridstudy.config
+
+    monkeypatch.setattr(gridstudy.config, "OPTIMIZERS", ("adam", "sgd", "rmsprop"))
+    runs = [tiny(seed=1, optim_d="rmsprop", steps=3), tiny(seed=2, steps=3)]
+    with pytest.raises(UnsupportedOption, match="optim_d='rmsprop'.*--no-fuse"):
+        train_fused(runs, mnist5k.train_x, MomentScorer())
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        train_run(runs[0], mnist5k.train_x, MomentScorer())
+
+
+def test_the_private_kernels_pass_their_check_here():
+    check_fused_kernels.cache_clear()
+    check_fused_kernels("cpu")  # raises if torch._fused_adam_/_fused_sgd_ disagree with optim
+
+
+def _double_steps(original):
+    """A kernel whose every update is twice what it should be."""
+    def kernel(params, grads, *args, **kwargs):
+        before = [p.clone() for p in params]
+        original(params, grads, *args, **kwargs)
+        for p, b in zip(params, before, strict=True):
+            p.add_(p - b)
+    return kernel
+
+
+def _raises(*args, **kwargs):
+    raise TypeError("_fused_adam_() got an unexpected keyword argument 'lr'")
+
+
+@pytest.mark.parametrize("fault, kernel", [
+    ("raises", "_fused_adam_"), ("raises", "_fused_sgd_"),  # a changed private signature
+    ("wrong", "_fused_adam_"), ("wrong", "_fused_sgd_"),  # a broken kernel
+    ("misused", "_fused_adam_"),  # fusion calling it unlike torch.optim (another eps)
+])
+def test_a_private_kernel_that_disagrees_or_raises_means_one_run_at_a_time(
+        mnist5k, scorer, monkeypatch, fault, kernel):
+    import gridstudy.fused
+
+    if fault == "misused":
+        monkeypatch.setattr(gridstudy.fused, "ADAM_EPS", 1e-3)
+    else:
+        fake = _raises if fault == "raises" else _double_steps(getattr(torch, kernel))
+        monkeypatch.setattr(torch, kernel, fake)
+    check_fused_kernels.cache_clear()
+    try:
+        with pytest.raises(NotImplementedError, match=f"torch.{kernel}"):
+            check_fused_kernels("cpu")
+        inputs = cheap_inputs(mnist5k, scorer, monkeypatch)
+        runs = [tiny(seed=s, steps=3) for s in range(2)]
+        with pytest.warns(UserWarning, match="one run at a time"):
+            results = train_bundle(runs, inputs, device="cpu", fuse=True)
+        if fault != "raises":
+            assert [r.row["fused"] for r in results] == [False, False]
+            assert [r.row["status"] for r in results] == ["ok", "ok"]
+    finally:
+        monkeypatch.undo()
+        check_fused_kernels.cache_clear()

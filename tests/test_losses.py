@@ -8,6 +8,7 @@ import torch
 from gridstudy.losses import (
     ebgan_d_loss,
     ebgan_g_loss,
+    energy,
     gan_d_loss,
     gan_g_loss,
     pulling_away_term,
@@ -96,3 +97,33 @@ def test_constant_schedule_gives_the_constant_margin_loss():
 def test_unknown_schedule_is_rejected():
     with pytest.raises(ValueError):
         scheduled_margin(10.0, "step", 3, 10)
+
+
+def test_losses_keep_a_leading_run_dimension():
+    """Both trainers call these functions: on (K, B) inputs each run gets its own loss, with one
+    margin and one PT weight per run, exactly what the run alone gets."""
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(3, 8, generator=gen), torch.randn(3, 8, generator=gen).abs() * 4
+    codes = torch.randn(3, 8, 5, generator=gen)
+    margins, weights = torch.tensor([[1.0], [4.0], [10.0]]), torch.tensor([0.0, 0.1, 0.3])
+    d_gan, g_gan = gan_d_loss(real, fake), gan_g_loss(fake, "minimax")
+    d_eb = ebgan_d_loss(real.abs(), fake, margins)
+    g_eb = ebgan_g_loss(fake, codes, weights)
+    for k in range(3):
+        assert torch.equal(d_gan[k], gan_d_loss(real[k], fake[k]))
+        assert torch.equal(g_gan[k], gan_g_loss(fake[k], "minimax"))
+        assert torch.equal(d_eb[k], ebgan_d_loss(real[k].abs(), fake[k], margins[k].item()))
+        alone = ebgan_g_loss(fake[k], codes[k], weights[k].item())
+        assert torch.allclose(g_eb[k], alone, rtol=0, atol=1e-7)
+    assert torch.equal(ebgan_g_loss(fake, codes, 0.0), fake.mean(-1))  # EBGAN: exactly Eq. 2
+
+
+def test_energy_is_the_reconstruction_norm():
+    x = torch.zeros(2, 4)
+    reconstruction = torch.tensor([[3.0, 4.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    assert energy(reconstruction, x).tolist() == [5.0, 2.0]
+
+
+def test_an_unknown_generator_loss_is_refused():
+    with pytest.raises(ValueError, match="unknown generator loss 'wasserstein'"):
+        gan_g_loss(torch.zeros(4), "wasserstein")
