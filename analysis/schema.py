@@ -50,6 +50,8 @@ PAPER_NAMES: dict[str, str] = {
     "init_std_g": "init std G",
     "g_loss": "G loss",
     "n_eval": "n eval",
+    "eval_every": "eval every",
+    "n_eval_curve": "n eval (curve)",
 }
 
 # A run's outcome: ``ok``; ``diverged`` (a non-finite loss, weight or sample; still scored when

@@ -54,6 +54,8 @@ class RunConfig:
     batch_size: int = 64  # samples per step, real and generated
     steps: int = 3000  # training steps, each one D update then one G update
     n_eval: int = 5000  # generated samples scored at the end
+    eval_every: int = 300  # steps between evaluations during training (0: none); 3000 -> 10
+    n_eval_curve: int = 500  # samples scored at each (at most n_eval): the first of its noise
     dataset: str = "mnist5k"  # mnist5k (bundled, offline), mnist or fashion-mnist
     seed: int = 0  # seeds weights, data order, noise and dropout
 
@@ -72,14 +74,21 @@ class RunConfig:
         """The fields that fix the networks' shapes: runs sharing it can be trained fused."""
         return (self.is_ebgan, self.n_layers_g, self.size_g, self.n_layers_d, self.size_d,
                 self.dropout_d, self.z_dim, self.batch_size, self.steps, self.n_eval,
-                self.dataset, self.init_std_g, self.init_std_d)
+                self.eval_every, self.n_eval_curve, self.dataset, self.init_std_g,
+                self.init_std_d)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def run_id(self) -> str:
-        """A stable 16-hex-digit hash of every field (model, config and seed)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A stable 16-hex-digit hash of every field (model, config and seed).
+
+        Fields added after the first kept studies (:data:`LATER_FIELDS`) enter the hash only
+        when they differ from their defaults, so that adding a field renames no earlier run.
+        """
+        values = {k: v for k, v in self.to_dict().items()
+                  if k not in LATER_FIELDS or v != FIELDS[k].default}
+        canonical = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -91,6 +100,8 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+# Fields added after results/reference-cpu was kept; see RunConfig.run_id.
+LATER_FIELDS: tuple[str, ...] = ("eval_every", "n_eval_curve")
 FIELD_TYPES: dict[str, str] = {name: str(f.type) for name, f in FIELDS.items()}
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> RunConfig:
@@ -167,6 +178,12 @@ def _validate(c: RunConfig) -> None:
     for key in ("size_g", "size_d", "z_dim", "batch_size", "steps", "n_eval"):
         if getattr(c, key) < 1:
             fail(key, f"must be a positive integer, got {getattr(c, key)}")
+    if c.eval_every < 0:
+        fail("eval_every", f"must be >= 0 (0 turns evaluation during training off), "
+                           f"got {c.eval_every}")
+    if c.n_eval_curve < 2:
+        fail("n_eval_curve", f"must be at least 2 (the Fréchet distance needs two samples), "
+                             f"got {c.n_eval_curve}")
     if c.batch_size < 2:
         fail("batch_size", "must be at least 2 (batch norm and the pulling-away term need pairs)")
     positive = ("lr", "init_std_g", "init_std_d")

@@ -46,6 +46,7 @@ from torch import nn
 
 from gridstudy.classifier import Scorer
 from gridstudy.config import RunConfig
+from gridstudy.evaluation import CurveRecorder, grad_norms
 from gridstudy.losses import (
     ebgan_d_loss,
     ebgan_g_loss,
@@ -101,7 +102,7 @@ def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     data, ends = train_x.to(device), {}
     for group_runs in _groups(runs, device):
-        group = _FusedGroup(group_runs, data, device)
+        group = _FusedGroup(group_runs, data, device, scorer)
         group.train()
         ends.update({id(c): end for c, end in zip(group_runs, group.ends, strict=True)})
     return [_result(c, ends[id(c)], scorer, device, started_at) for c in runs]
@@ -195,6 +196,8 @@ class _RunEnd:
     loss_g: float = float("nan")
     diverged_step: int | None = None
     train_seconds: float = float("nan")
+    curve: CurveRecorder | None = None
+    sums: torch.Tensor | None = None  # step statistics since the curve's last point
 
 
 def _result(c: RunConfig, end: _RunEnd, scorer: Scorer, device: torch.device,
@@ -202,7 +205,8 @@ def _result(c: RunConfig, end: _RunEnd, scorer: Scorer, device: torch.device,
     """The run's row and samples, built by train_run's own last step."""
     return finish_run(c, end.g_net, scorer, device, started_at=started_at, loss_d=end.loss_d,
                       loss_g=end.loss_g, diverged_step=end.diverged_step,
-                      train_seconds=end.train_seconds, fused=True)
+                      train_seconds=end.train_seconds, fused=True, curve=end.curve,
+                      sums=end.sums)
 
 
 class _StackedOptimizer:
@@ -281,14 +285,18 @@ class _FusedGroup:
     from every stacked tensor at once, so the others keep their slices and the group shrinks.
     """
 
-    def __init__(self, runs: list[RunConfig], data: torch.Tensor, device: torch.device) -> None:
+    def __init__(self, runs: list[RunConfig], data: torch.Tensor, device: torch.device,
+                 scorer: Scorer) -> None:
         self.runs, self.data, self.device = runs, data, device
         self.start = time.perf_counter()
         nets = []
         for c in runs:  # as train_run: seed, then build (the initial weights)
             torch.manual_seed(c.seed)
             nets.append(tuple(net.to(device) for net in build_models(c)))
-        self.ends = [_RunEnd(g_net) for g_net, _ in nets]
+        self.ends = [_RunEnd(g_net, curve=CurveRecorder(c, scorer, device))
+                     for (g_net, _), c in zip(nets, runs, strict=True)]
+        self.track = self.ends[0].curve.on  # one schedule: eval_every is in the architecture
+        self.sums: torch.Tensor | None = None  # (K, 6) step statistics since the last point
         self.order = _run_order(runs)
         active = [runs[i] for i in self.order]
         batch = runs[0].batch_size
@@ -322,16 +330,35 @@ class _FusedGroup:
         }
 
     def train(self) -> None:
-        """Every step for every run, retiring runs as they diverge or finish."""
+        """Every step for every run, retiring runs as they diverge or finish, and evaluating
+        them where their curves are due (after divergence is handled, as train_run does)."""
+        curve = self.ends[0].curve
         for step in range(self.runs[0].steps):
             self._draw()
-            loss_d, loss_g = self._step(step)
+            loss_d, loss_g, stats = self._step(step)
+            if stats is not None:
+                self.sums = stats if self.sums is None else self.sums + stats
             bad = ~(torch.isfinite(loss_d) & torch.isfinite(loss_g))
             if bad.any():  # the step's one sync
                 self._retire(bad, loss_d, loss_g, step)
                 if not self.gens:
                     return
+            if curve is not None and curve.due(step + 1):
+                self._evaluate(step + 1)
         self._retire(torch.ones_like(bad), loss_d, loss_g, None)
+
+    def _evaluate(self, steps_done: int) -> None:
+        """An intermediate curve point of every active run, from its weights copied back into
+        its own generator (sampled as train_run samples its live one)."""
+        for slot, i in enumerate(self.order):
+            end = self.ends[i]
+            self.g.copy_into(end.g_net, slot)
+            end.curve.evaluate(end.g_net, steps_done, None if self.sums is None
+                               else self.sums[slot])
+        self.sums = None
+
+    def _eval_seconds(self) -> float:
+        return sum(end.curve.seconds for end in self.ends)
 
     def _draw(self) -> None:
         """Each run's draws for one step, from its own generator, in train_run's order."""
@@ -345,8 +372,11 @@ class _FusedGroup:
                 for rows in [u] if one_call else u:
                     torch.rand(rows.shape, generator=g, out=rows)
 
-    def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """train_step for every run: one D update, then one G update on the same fakes."""
+    def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """train_step for every run: one D update, then one G update on the same fakes.
+
+        Returns per-run L_D, L_G (K,) and, when the curves are recorded, each run's
+        ``evaluation.STEP_STATS`` (K, 6), computed as train_step computes them."""
         t = self.per_run
         real = self.data.index_select(0, t["idx"].view(-1)).view(*t["idx"].shape, -1)
         masks: list[tuple] = [(None, None)] * 3
@@ -357,20 +387,31 @@ class _FusedGroup:
         fixed = fake.detach()
         out_real, _ = self.d.forward(real, *masks[0])
         out_fake, _ = self.d.forward(fixed, *masks[1])
-        loss_d = self._d_loss(real, fixed, out_real, out_fake, step)
-        self.opt_d.step(torch.autograd.grad(loss_d.sum(), self.d.params))
+        loss_d, energies = self._d_loss(real, fixed, out_real, out_fake, step)
+        grads_d = torch.autograd.grad(loss_d.sum(), self.d.params)
+        self.opt_d.step(grads_d)
         out, code = self.d.forward(fake, *masks[2], frozen=True)
         loss_g = self._g_loss(fake, out, code)
-        self.opt_g.step(torch.autograd.grad(loss_g.sum(), self.g.params))
-        return loss_d.detach(), loss_g.detach()
+        grads_g = torch.autograd.grad(loss_g.sum(), self.g.params)
+        stats = None
+        if self.track:
+            k = len(self.gens)
+            stats = torch.stack([loss_d.detach(), loss_g.detach(), grad_norms(grads_d, k),
+                                 grad_norms(grads_g, k), *energies], dim=1)
+        self.opt_g.step(grads_g)
+        return loss_d.detach(), loss_g.detach(), stats
 
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, out_real: torch.Tensor,
-                out_fake: torch.Tensor, step: int) -> torch.Tensor:
-        """Per-run L_D (K,): losses.ebgan_d_loss (Eq. 1), one margin per run, or gan_d_loss."""
+                out_fake: torch.Tensor, step: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-run L_D (K,): losses.ebgan_d_loss (Eq. 1), one margin per run, or gan_d_loss;
+        and the mean energies of the real and the fake batch (NaN for the GAN)."""
         if self.runs[0].is_ebgan:
             margin = self.per_run["margin"][:, step].unsqueeze(1)
-            return ebgan_d_loss(energy(out_real, real), energy(out_fake, fake), margin)
-        return gan_d_loss(out_real.squeeze(2), out_fake.squeeze(2))
+            e_real, e_fake = energy(out_real, real), energy(out_fake, fake)
+            energies = [e_real.detach().mean(-1), e_fake.detach().mean(-1)]
+            return ebgan_d_loss(e_real, e_fake, margin), energies
+        loss = gan_d_loss(out_real.squeeze(2), out_fake.squeeze(2))
+        return loss, [torch.full_like(loss.detach(), float("nan"))] * 2
 
     def _g_loss(self, fake: torch.Tensor, out: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Per-run L_G (K,): losses.ebgan_g_loss (Eq. 2, + PT) or gan_g_loss of the group's kind."""
@@ -383,13 +424,14 @@ class _FusedGroup:
     def _retire(self, done: torch.Tensor, loss_d: torch.Tensor, loss_g: torch.Tensor,
                 step: int | None) -> None:
         """Copy out the runs at ``done`` (bool (K,)) and drop them from the stacks."""
-        seconds = (time.perf_counter() - self.start) / len(self.runs)
+        seconds = (time.perf_counter() - self.start - self._eval_seconds()) / len(self.runs)
         ld, lg = loss_d.tolist(), loss_g.tolist()
         for slot in done.nonzero().flatten().tolist():
             end = self.ends[self.order[slot]]
             self.g.copy_into(end.g_net, slot)
             end.loss_d, end.loss_g, end.diverged_step = ld[slot], lg[slot], step
             end.train_seconds = seconds
+            end.sums = None if self.sums is None else self.sums[slot]
         keep = (~done).nonzero().flatten()
         self.g.select(keep)
         self.d.select(keep)
@@ -400,4 +442,5 @@ class _FusedGroup:
         self.gens = [self.gens[i] for i in kept]
         self.has_drop = [self.has_drop[i] for i in kept]
         self.per_run = {name: t[keep] for name, t in self.per_run.items()}
+        self.sums = None if self.sums is None else self.sums[keep]
 

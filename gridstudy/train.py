@@ -28,6 +28,7 @@ import torch
 from gridstudy.classifier import Scorer
 from gridstudy.config import RunConfig
 from gridstudy.data import to_uint8
+from gridstudy.evaluation import CurveRecorder, generate, grad_norms
 from gridstudy.losses import (
     ebgan_d_loss,
     ebgan_g_loss,
@@ -37,7 +38,6 @@ from gridstudy.losses import (
 )
 from gridstudy.models import build_models, use_generator
 
-EVAL_NOISE_SEED = 2017  # the fixed noise every run is sampled from at the end
 GRID_SAMPLES = 64  # samples kept per run as an 8x8 image grid
 
 
@@ -47,6 +47,7 @@ class RunResult:
 
     row: dict[str, Any]
     samples: np.ndarray = field(repr=False)  # uint8 (64, 28, 28)
+    curve: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one dict a point
 
 
 def make_optimizer(name: str, params: Any, c: RunConfig) -> torch.optim.Optimizer:
@@ -83,29 +84,41 @@ def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
     data = train_x.to(device)
     loss_d = loss_g = math.nan
     diverged_step: int | None = None
+    curve = CurveRecorder(c, scorer, device)
+    sums: torch.Tensor | None = None  # STEP_STATS summed since the last evaluation
     for step in range(c.steps):
         real = data[torch.randint(0, len(data), (c.batch_size,), generator=rng, device=device)]
         z = torch.randn(c.batch_size, c.z_dim, generator=rng, device=device)
         margin = scheduled_margin(c.margin, c.margin_schedule, step, c.steps, c.margin_end)
-        ld, lg = train_step(c, g_net, d_net, opt_d, opt_g, real, z, margin)
+        ld, lg, stats = train_step(c, g_net, d_net, opt_d, opt_g, real, z, margin,
+                                   track=curve.on)
+        if stats is not None:
+            sums = stats if sums is None else sums + stats
         loss_d, loss_g = ld.item(), lg.item()
         if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
             diverged_step = step
             break
-    train_seconds = time.perf_counter() - start
+        if curve.due(step + 1):
+            curve.evaluate(g_net, step + 1, sums)
+            sums = None
+    train_seconds = time.perf_counter() - start - curve.seconds
     d_finite = all(torch.isfinite(p).all() for p in d_net.parameters())
     return finish_run(c, g_net, scorer, device, started_at=started_at, loss_d=loss_d,
                       loss_g=loss_g, diverged_step=diverged_step, train_seconds=train_seconds,
-                      d_finite=d_finite)
+                      d_finite=d_finite, curve=curve, sums=sums)
 
 
 def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: torch.device, *,
                started_at: str, loss_d: float, loss_g: float, diverged_step: int | None,
-               train_seconds: float, d_finite: bool = True, fused: bool = False) -> RunResult:
+               train_seconds: float, d_finite: bool = True, fused: bool = False,
+               curve: CurveRecorder | None = None, sums: torch.Tensor | None = None
+               ) -> RunResult:
     """Sample and score a trained generator and build the run's row (every trainer's last step).
 
     Status ``diverged`` when training stopped on a non-finite loss, or G's or D's parameters or
     the samples are not finite (then ``diverged_step`` = ``steps`` if no step was recorded).
+    The final evaluation is also the last point of ``curve``, with the means of ``sums`` (the
+    step statistics since its previous point).
     """
     score_start = time.perf_counter()
     samples = generate(g_net, c, device)
@@ -116,30 +129,42 @@ def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: tor
     if diverged_step is not None or not finite or not torch.isfinite(samples).all():
         status = "diverged"
         diverged_step = c.steps if diverged_step is None else diverged_step
+    steps_done = c.steps if diverged_step is None or diverged_step >= c.steps else (
+        diverged_step + 1)
+    points = curve.finish(steps_done, scores, len(samples), sums) if curve else []
     row = {
         "run_id": c.run_id(), **c.to_dict(), **scores, "status": status, "error": "",
         "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g, "fused": fused,
         "train_seconds": train_seconds, "score_seconds": score_seconds,
+        "curve_seconds": curve.seconds if curve else 0.0,
         "device": describe_device(device), "host": platform.node(), "started_at": started_at,
         **library_versions(),
     }
-    return RunResult(row, to_uint8(samples[:GRID_SAMPLES]))
+    return RunResult(row, to_uint8(samples[:GRID_SAMPLES]), points)
 
 
 def train_step(c: RunConfig, g_net: torch.nn.Module, d_net: torch.nn.Module,
                opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
-               real: torch.Tensor, z: torch.Tensor, margin: float
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One D update then one G update on the same generated batch; returns (L_D, L_G)."""
+               real: torch.Tensor, z: torch.Tensor, margin: float, track: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One D update then one G update on the same generated batch.
+
+    Returns (L_D, L_G, stats): with ``track``, stats are the step's ``evaluation.STEP_STATS``
+    (losses, gradient norms, mean energies of the D update's real and fake batches), read from
+    what the step computes anyway; else None.
+    """
     fake = g_net(z)
     if c.is_ebgan:
         energy_real, _ = d_net(real)
         energy_fake, _ = d_net(fake.detach())
         loss_d = ebgan_d_loss(energy_real, energy_fake, margin)
+        energies = [energy_real.detach().mean(-1), energy_fake.detach().mean(-1)]
     else:
         loss_d = gan_d_loss(d_net(real), d_net(fake.detach()))
+        energies = [loss_d.new_full((), math.nan)] * 2
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    norm_d = grad_norms([p.grad for p in d_net.parameters()]) if track else None
     opt_d.step()
     if c.is_ebgan:
         energy_fake, codes = d_net(fake)
@@ -148,18 +173,12 @@ def train_step(c: RunConfig, g_net: torch.nn.Module, d_net: torch.nn.Module,
         loss_g = gan_g_loss(d_net(fake), c.g_loss)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    stats = None
+    if track:
+        norm_g = grad_norms([p.grad for p in g_net.parameters()])
+        stats = torch.stack([loss_d.detach(), loss_g.detach(), norm_d, norm_g, *energies])
     opt_g.step()
-    return loss_d.detach(), loss_g.detach()
-
-
-@torch.no_grad()
-def generate(g_net: torch.nn.Module, c: RunConfig, device: torch.device) -> torch.Tensor:
-    """``c.n_eval`` samples from the fixed evaluation noise, G in eval mode (running BN stats)."""
-    g_net.eval()
-    z = torch.randn(c.n_eval, c.z_dim, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
-    out = torch.cat([g_net(chunk.to(device)) for chunk in z.split(1000)])
-    g_net.train()
-    return out.cpu()
+    return loss_d.detach(), loss_g.detach(), stats
 
 
 def describe_device(device: torch.device) -> str:
