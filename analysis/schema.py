@@ -9,7 +9,8 @@ import this module, and it imports nothing of either except the pure score funct
 * :data:`STATUSES`: the values of the ``status`` column;
 * :data:`SCORES`: the score registry, name -> :class:`Score` (label, direction, how it is
   computed, whether it is also computed at every evaluation during training), and
-  :func:`compute_scores`, which evaluates it.
+  :func:`compute_scores`, which evaluates it;
+* :data:`CURVE_COLUMNS`: the columns of the training curves' table.
 
 docs/schema.md documents every column in prose.
 """
@@ -84,6 +85,13 @@ SCORES: dict[str, Score] = {s.name: s for s in (
 )}
 SCORE_NAMES: tuple[str, ...] = tuple(SCORES)
 CURVE_SCORES: tuple[str, ...] = tuple(s.name for s in SCORES.values() if s.in_curve)
+
+# Columns of curves.parquet, one row per (run_id, step): the statistics a trainer sums over the
+# steps since the previous point (means recorded), the curve's scores, and EBGAN's margin then.
+STEP_STATS: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g",
+                               "energy_real", "energy_fake")
+CURVE_COLUMNS: tuple[str, ...] = ("run_id", "step", "final", "n_samples", *STEP_STATS,
+                                  *CURVE_SCORES, "margin")
 
 
 def compute_scores(probs: np.ndarray, features: np.ndarray, real_features: np.ndarray, *,

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "\"model == 'gan' and lr < 1e-3\" --sort i_prime --desc --top 5")
     query.add_argument("study_dir", type=Path, metavar="results/NAME")
     query.add_argument("expression", nargs="?", default=None, help="pandas query expression")
+    query.add_argument("--curves", action="store_true",
+                       help="query the training curves (one row per run and evaluated step, "
+                            "with each run's config), not the runs")
     query.add_argument("--columns", default=None, help="comma-separated columns to show")
     query.add_argument("--sort", default=None)
     query.add_argument("--desc", action="store_true")
@@ -242,9 +245,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from gridstudy.results import load_results, query_results
+    from gridstudy.results import load_curves, load_results, query_results
 
-    frame = query_results(load_results(args.study_dir), args.expression,
+    table = (load_curves(args.study_dir, configs=True) if args.curves
+             else load_results(args.study_dir))
+    frame = query_results(table, args.expression,
                           columns=_split(args.columns), sort=args.sort, desc=args.desc,
                           top=args.top, group_by=_split(args.group_by), agg=_split(args.agg))
     if args.format == "csv":
@@ -321,8 +326,8 @@ def _cmd_results(args: argparse.Namespace) -> int:
     if args.action == "export":
         check_score(args.score)
         counts = export_study(args.study_dir, args.dest, best=args.best, score=args.score)
-        print(f"exported {counts['runs']} runs and the samples of {counts['samples']} -> "
-              f"{args.dest}")
+        print(f"exported {counts['runs']} runs, {counts['curves']} curves and the samples of "
+              f"{counts['samples']} -> {args.dest}")
         return 0
     table = rebuild_results(args.study_dir)
     counts = table.status_counts()

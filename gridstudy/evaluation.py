@@ -21,15 +21,13 @@ from typing import Any
 
 import torch
 
-from analysis.schema import CURVE_SCORES
+from analysis.schema import CURVE_SCORES, STEP_STATS
 from gridstudy.classifier import Scorer
 from gridstudy.config import RunConfig
 from gridstudy.losses import scheduled_margin
 
-# What a trainer sums over the steps of an interval, in this order (a tensor (..., 6)); the
-# curve records their means. Energies are NaN for the GAN.
-STEP_STATS: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g",
-                               "energy_real", "energy_fake")
+# A trainer sums analysis.schema.STEP_STATS over the steps of an interval, in that order (a
+# tensor (..., 6)); the curve records their means. Energies are NaN for the GAN.
 EVAL_NOISE_SEED = 2017  # the fixed noise every run is sampled from, during training and at its end
 
 

@@ -4,6 +4,9 @@ Layout of ``results/<study>/``:
 
 - ``runs.parquet``: one row per run (columns: docs/schema.md), rewritten atomically (write to a
   temporary file, then ``os.replace``) so a crash never leaves a half-written table.
+- ``curves.parquet``: each run's training curve, one row per (run_id, step), written alongside
+  ``runs.parquet``. A run's curve travels inside its row (key ``curve``) wherever rows travel
+  (trial checkpoints, recovery, rebuild), so it is upserted, recovered and rebuilt with it.
 - ``samples/<bundle>.npz``: the 64 kept samples of each run, uint8 (64, 28, 28), keyed by run_id.
 - ``study.json``: what the study is (name, search-space files, expected run ids, classifier).
 - ``tune/``: Ray Tune's experiment folder (its per-trial records), from which the table can be
@@ -27,11 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.schema import STATUSES
+from analysis.schema import CURVE_COLUMNS, STATUSES
 from gridstudy.config import FIELDS
 from gridstudy.errors import UserError
 
 TABLE = "runs.parquet"
+CURVES = "curves.parquet"
+CURVE_KEY = "curve"  # a row's curve points while the row travels (checkpoints, the table)
 SAMPLES = "samples"
 STUDY_FILE = "study.json"
 _NULLABLE_INT = ("diverged_step", "n_classes_covered")  # integers that may be missing
@@ -56,6 +61,41 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def load_curves(path: str | Path, *, configs: bool = False) -> pd.DataFrame:
+    """Load a study's training curves as a DataFrame, one row per (run_id, step).
+
+    ``path`` is the study folder, a ``gridstudy trial`` folder, or the ``curves.parquet`` file.
+    Columns: docs/schema.md ("curves.parquet"). With ``configs``, each point also carries its
+    run's study, model, status and config fields (from ``runs.parquet`` beside it), so curves
+    can be filtered and grouped like runs. A missing or corrupt file is a one-line UserError.
+    """
+    path = Path(path)
+    table = path / CURVES if path.is_dir() or not path.suffix else path
+    if not table.exists():
+        raise UserError(f"{table}: no training curves; runs record them when eval_every > 0 "
+                        "(studies made before curves existed have none)")
+    try:
+        curves = pd.read_parquet(table)
+    except Exception as exc:
+        raise UserError(f"{table}: corrupt curves table ({type(exc).__name__}); rebuild it with "
+                        f"`gridstudy results rebuild {table.parent}`") from None
+    if not configs:
+        return curves
+    runs = load_results(table.parent)
+    keep = [c for c in ("run_id", "study", "model", "status", *FIELDS) if c in runs.columns]
+    return curves.merge(runs[[c for c in keep if c not in curves.columns or c == "run_id"]],
+                        on="run_id", how="left")
+
+
+def curves_to_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
+    """Curve points (dicts) to a typed DataFrame, ordered by run and step."""
+    frame = pd.DataFrame.from_records(points, columns=list(CURVE_COLUMNS))
+    frame = frame.astype({"step": "int64", "n_samples": "int64", "final": "bool"})
+    floats = [c for c in CURVE_COLUMNS if c not in ("run_id", "step", "final", "n_samples")]
+    frame[floats] = frame[floats].astype("float64")
+    return frame.sort_values(["run_id", "step"], kind="stable", ignore_index=True)
+
+
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows (dicts) to a typed DataFrame: config fields keep their types, NaN stays NaN."""
     frame = pd.DataFrame.from_records(rows)
@@ -74,11 +114,12 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def write_table(frame: pd.DataFrame, study_dir: Path) -> Path:
-    """Write ``runs.parquet`` atomically: a reader sees the old table or the new, never half."""
+def write_table(frame: pd.DataFrame, study_dir: Path, name: str = TABLE) -> Path:
+    """Write ``runs.parquet`` (or ``name``) atomically: a reader sees the old table or the new,
+    never half."""
     study_dir.mkdir(parents=True, exist_ok=True)
-    target = study_dir / TABLE
-    fd, tmp = tempfile.mkstemp(prefix=".runs-", suffix=".parquet.tmp", dir=study_dir)
+    target = study_dir / name
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=study_dir)
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
@@ -154,15 +195,24 @@ class ResultsTable:
         self.study = study
         self.flush_seconds = flush_seconds
         self.rows: dict[str, dict[str, Any]] = {}
+        self.curves: dict[str, list[dict[str, Any]]] = {}  # run_id -> its points
         self._dirty = False
         self._last_flush = 0.0
         if load_existing and (study_dir / TABLE).exists():
             for row in load_results(study_dir).to_dict("records"):
                 self.rows[row["run_id"]] = row
+            if (study_dir / CURVES).exists():
+                for run_id, points in load_curves(study_dir).groupby("run_id", sort=False):
+                    self.curves[str(run_id)] = points.to_dict("records")
 
     def add(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert ``rows`` by run_id; a row's ``curve`` replaces that run's curve."""
         for row in rows:
+            row = dict(row)
+            curve = row.pop(CURVE_KEY, None)
             self.rows[row["run_id"]] = {"study": self.study, **row}
+            if curve is not None:
+                self.curves[row["run_id"]] = curve
         self._dirty = True
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
@@ -171,6 +221,9 @@ class ResultsTable:
         if not self._dirty:
             return
         write_table(rows_to_frame(list(self.rows.values())), self.study_dir)
+        points = [p for run_id in self.rows for p in self.curves.get(run_id, [])]
+        if points or (self.study_dir / CURVES).exists():
+            write_table(curves_to_frame(points), self.study_dir, CURVES)
         self._dirty = False
         self._last_flush = time.monotonic()
 
@@ -316,7 +369,8 @@ def export_study(source: str | Path, dest: str | Path, *, best: int = 8,
                  score: str = "i_prime") -> dict[str, int]:
     """Copy a study into a small, shareable folder: the whole table, only the best runs' samples.
 
-    ``dest`` gets ``runs.parquet`` (every row), ``study.json`` and one ``samples.npz`` holding
+    ``dest`` gets ``runs.parquet`` (every row), ``curves.parquet`` (every curve, when the study
+    has them), ``study.json`` and one ``samples.npz`` holding
     the samples of the ``best`` highest-scoring runs of each model by ``score`` (runs without a
     score are skipped). Tune's records are left behind, so ``dest`` can be queried, plotted and
     reported on, not resumed. ``source`` is never modified. Returns the counts written.
@@ -339,4 +393,9 @@ def export_study(source: str | Path, dest: str | Path, *, best: int = 8,
         info.pop("tune_experiment", None)  # the copy has no Tune records to resume from
         write_study_info(dest, info)
     _write_npz(samples, dest / "samples.npz")
-    return {"runs": len(frame), "samples": len(samples)}
+    curves = 0
+    if (source / CURVES).exists():
+        points = load_curves(source)
+        write_table(points, dest, CURVES)
+        curves = int(points["run_id"].nunique())
+    return {"runs": len(frame), "samples": len(samples), "curves": curves}

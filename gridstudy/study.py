@@ -23,6 +23,7 @@ import torch
 from gridstudy.classifier import Classifier, Scorer, prepare_classifier
 from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
+from gridstudy.results import CURVE_KEY
 from gridstudy.train import GRID_SAMPLES, RunResult, library_versions, train_run
 
 # Called after each run of a bundle with every result so far (for checkpointing and progress).
@@ -151,7 +152,8 @@ def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
 def rows_and_samples(
     results: list[RunResult],
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """The table rows of a bundle's results, and the samples of those that ran."""
-    rows = [r.row for r in results]
+    """The table rows of a bundle's results, each with its curve (key ``curve``), and the
+    samples of those that ran."""
+    rows = [{**r.row, CURVE_KEY: r.curve} for r in results]
     samples = {r.row["run_id"]: r.samples for r in results if r.row["status"] != "failed"}
     return rows, samples

@@ -25,6 +25,7 @@ from ray.tune import Callback
 from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
 from gridstudy.results import (
+    CURVE_KEY,
     ResultsTable,
     read_bundle_records,
     read_study_info,
@@ -190,7 +191,8 @@ def _load_checkpoint(checkpoint: Any) -> list[RunResult]:
     with checkpoint.as_directory() as folder:
         rows, samples = read_bundle_records(Path(folder))
     blank = np.zeros((64, 28, 28), dtype=np.uint8)
-    return [RunResult(r, samples.get(r["run_id"], blank)) for r in rows]
+    return [RunResult({k: v for k, v in r.items() if k != CURVE_KEY},
+                      samples.get(r["run_id"], blank), r.get(CURVE_KEY) or []) for r in rows]
 
 
 class _StudyCallback:

@@ -133,7 +133,7 @@ def test_export_keeps_every_row_and_the_best_samples(tmp_path):
     write_samples(images, src, "b1")
     write_study_info(src, {"study": "s", "tune_experiment": str(src / "tune")})
     counts = export_study(src, tmp_path / "shared", best=2)
-    assert counts == {"runs": 5, "samples": 3}
+    assert counts == {"runs": 5, "samples": 3, "curves": 0}
     assert len(load_results(tmp_path / "shared")) == 5
     kept = load_samples(tmp_path / "shared")
     assert set(kept) == {rows[1]["run_id"], rows[2]["run_id"], rows[3]["run_id"]}
@@ -162,3 +162,53 @@ def test_resume_recovers_runs_only_tunes_checkpoints_hold(tmp_path):
     assert set(kept) == {rows[1]["run_id"], rows[2]["run_id"]}
     assert recover_unrecorded(table, tmp_path / "tune") == 0
     assert recover_unrecorded(table, tmp_path / "nowhere") == 0
+
+
+def curve_of(r: dict, steps=(300, 600), i_prime=(1.0, 2.0)) -> list[dict]:
+    from analysis.schema import CURVE_COLUMNS
+
+    points = []
+    for step, score in zip(steps, i_prime, strict=True):
+        point = dict.fromkeys(CURVE_COLUMNS, math.nan)
+        point.update(run_id=r["run_id"], step=step, final=step == steps[-1], n_samples=500,
+                     i_prime=score)
+        points.append(point)
+    return points
+
+
+def test_curves_travel_with_their_rows_into_curves_parquet(tmp_path):
+    from gridstudy.results import CURVE_KEY, load_curves
+
+    a, b = row(seed=0), row(seed=1)
+    table = ResultsTable(tmp_path, "s", flush_seconds=0)
+    table.add([{**a, CURVE_KEY: curve_of(a)}, {**b, CURVE_KEY: curve_of(b)}])
+    table.add([{**a, CURVE_KEY: curve_of(a, (300, 600, 900), (1.0, 2.0, 0.5))}])  # upsert
+    curves = load_curves(tmp_path)
+    assert list(curves.groupby("run_id").size().loc[[a["run_id"], b["run_id"]]]) == [3, 2]
+    assert curves["step"].dtype == "int64" and curves["final"].dtype == "bool"
+    assert CURVE_KEY not in load_results(tmp_path).columns
+    again = ResultsTable(tmp_path, "s")  # a resumed driver starts from both tables
+    assert len(again.curves[a["run_id"]]) == 3
+    joined = load_curves(tmp_path, configs=True)
+    assert {"model", "lr", "status", "study"} <= set(joined.columns) and len(joined) == 5
+    with pytest.raises(UserError, match="no training curves"):
+        load_curves(tmp_path / "elsewhere")
+    (tmp_path / "curves.parquet").write_bytes(b"PAR1 torn")
+    with pytest.raises(UserError, match="corrupt curves table"):
+        load_curves(tmp_path)
+
+
+def test_recovery_and_export_keep_the_curves(tmp_path):
+    from gridstudy.results import CURVE_KEY, load_curves
+
+    rows = [row(model="gan", lr=lr) for lr in (1e-2, 1e-3)]
+    folder = tmp_path / "tune" / "bundle_1" / "checkpoint_000000"
+    folder.mkdir(parents=True)
+    write_bundle_records(folder, [{**r, CURVE_KEY: curve_of(r)} for r in rows],
+                         {r["run_id"]: np.zeros((64, 28, 28), np.uint8) for r in rows})
+    table = ResultsTable(tmp_path / "study", "s")
+    assert recover_unrecorded(table, tmp_path / "tune") == 2
+    table.flush()
+    assert len(load_curves(tmp_path / "study")) == 4
+    counts = export_study(tmp_path / "study", tmp_path / "copy")
+    assert counts["curves"] == 2 and len(load_curves(tmp_path / "copy")) == 4
