@@ -51,6 +51,10 @@ FIGURE_STEMS: dict[str, str] = {
     "ecdf": "ecdf",
     "axes": "median_per_axis",
     "margin": "margin",
+    "traj": "trajectories",
+    "traj_optim": "trajectories_optim",
+    "traj_optim_classes": "trajectories_optim_classes",
+    "best_final": "best_vs_final",
 }
 
 
@@ -200,13 +204,14 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
                samples: dict[str, np.ndarray] | None = None,
-               score: str = "i_prime") -> list[Path]:
+               score: str = "i_prime", curves: pd.DataFrame | None = None) -> list[Path]:
     """Write every figure of a study (PNG and PDF) into ``out_dir``; return the paths.
 
     Figure 4 is skipped, with a log message, when ``samples`` is None or empty; the margin
-    figure only appears when EBGAN runs use several margins or schedules.
+    figure only appears when EBGAN runs use several margins or schedules. With ``curves``
+    (curves.parquet), the training-dynamics figures of ``analysis.trajectories`` are added.
     """
-    from analysis import figures_extra
+    from analysis import figures_extra, trajectories
 
     out_dir, label = Path(out_dir), score_label(score)
     paths = save_figure(plot_histograms(
@@ -225,4 +230,6 @@ def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
     else:
         log.info("Figure 4 skipped: no samples given for study %s", study)
     paths += figures_extra.plot_extra(df, out_dir, study=study, score=score)
+    if curves is not None:
+        paths += trajectories.plot_dynamics(df, curves, out_dir, study=study, score=score)
     return paths
