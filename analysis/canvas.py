@@ -21,6 +21,10 @@ FIGURE_STEMS: dict[str, str] = {
     "ecdf": "ecdf",
     "axes": "median_per_axis",
     "margin": "margin",
+    "traj": "trajectories",
+    "traj_optim": "trajectories_optim",
+    "traj_optim_classes": "trajectories_optim_classes",
+    "best_final": "best_vs_final",
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import figures_extra
+from analysis import figures_extra, trajectories
 from analysis.canvas import FIGURE_STEMS, POOLING_NOTE, save_figure, score_axis_label
 from analysis.table import (
     MODEL_COLORS,
@@ -173,11 +173,12 @@ def sample_mosaic(images: np.ndarray, ncols: int = 8) -> np.ndarray:
 
 def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
                samples: dict[str, np.ndarray] | None = None,
-               score: str = "i_prime") -> list[Path]:
+               score: str = "i_prime", curves: pd.DataFrame | None = None) -> list[Path]:
     """Write every figure of a study (PNG and PDF) into ``out_dir``; return the paths.
 
     Figure 4 is skipped, with a log message, when ``samples`` is None or empty; the margin
-    figure only appears when EBGAN runs use several margins or schedules.
+    figure only appears when EBGAN runs use several margins or schedules. With ``curves``
+    (curves.parquet), the training-dynamics figures of ``analysis.trajectories`` are added.
     """
     out_dir, label = Path(out_dir), score_label(score)
     paths = save_figure(plot_histograms(
@@ -196,4 +197,6 @@ def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
     else:
         log.info("Figure 4 skipped: no samples given for study %s", study)
     paths += figures_extra.plot_extra(df, out_dir, study=study, score=score)
+    if curves is not None:
+        paths += trajectories.plot_dynamics(df, curves, out_dir, study=study, score=score)
     return paths

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import stability, stats
 from analysis.canvas import FIGURE_STEMS
 from analysis.table import (
     axis_label,
@@ -37,6 +37,10 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "ecdf": "Empirical CDF of the score per model",
     "axes": "Median score per level of every hyperparameter",
     "margin": "EBGAN score against margin and margin schedule per nLayerD",
+    "traj": "Score and classes covered during training per model (Figure 2's panels)",
+    "traj_optim": "GAN score during training per optimD, optimG, lr, with the EBGAN median",
+    "traj_optim_classes": "GAN classes covered during training per optimD, optimG, lr",
+    "best_final": "Best I' during training against final I', per model",
 }
 BUDGETS: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
 
@@ -219,14 +223,92 @@ def _margin_section(df: pd.DataFrame, score: str) -> list[str]:
             markdown_table(best.rename(columns={k: axis_label(k) for k in keys})), ""]
 
 
+def _direction(measure: str) -> str:
+    higher = stability.MEASURE_HIGHER_IS_BETTER[measure]
+    return measure if higher is None else f"{measure} ({'higher' if higher else 'lower'} better)"
+
+
+def _pair_frame(table: pd.DataFrame, first: str, keep: list[str]) -> pd.DataFrame:
+    out = stats.label_models(table)
+    out.insert(1, "comparison", out.pop("model_a") + " vs " + out.pop("model_b"))
+    return out[[first, "comparison", *keep]]
+
+
+def _share_pivot(shares: pd.DataFrame) -> pd.DataFrame:
+    """Events in rows, models in columns, cells 'k/n = share [low, high]'."""
+    shares = stats.label_models(shares)
+    shares["cell"] = [f"{k}/{n} = {p:.2f} [{lo:.2f}, {hi:.2f}]" if n else "" for k, n, p, lo, hi
+                      in zip(shares["k"], shares["n"], shares["share"], shares["ci_low"],
+                             shares["ci_high"], strict=True)]
+    pivot = shares.pivot(index="event", columns="model", values="cell")
+    pivot = pivot.reindex(index=list(dict.fromkeys(shares["event"])),
+                          columns=list(dict.fromkeys(shares["model"])))
+    return pivot.rename_axis("event").reset_index()
+
+
+def _delta_shift(final: float, best: float) -> str:
+    if not (np.isfinite(final) and np.isfinite(best)):
+        return "cannot be compared (too few runs)"
+    change = ("about the same" if abs(abs(best) - abs(final)) < 0.05 else
+              "smaller" if abs(best) < abs(final) else "larger")
+    return f"is {final:+.2f} on the final I' and {best:+.2f} on the best I': the gap is {change}"
+
+
+def _final_best_lines(table: pd.DataFrame) -> list[str]:
+    points = stability.final_vs_best(table)
+    lines = ["### Judged at the final step or at the best point", "",
+             "The same runs (final and best I' both finite) compared on each. Intermediate "
+             "evaluations score fewer samples than the final one, so a best point is slightly "
+             "optimistic.", ""]
+    for (a, b), grp in points.groupby(["model_a", "model_b"], sort=False):
+        delta = grp.set_index("point")["cliffs_delta"]
+        lines.append(f"- {model_label(a)} vs {model_label(b)}: Cliff's delta "
+                     f"{_delta_shift(delta['final'], delta['best'])}.")
+    keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta"]
+    return [*lines, "", markdown_table(_pair_frame(points, "point", keep)), ""]
+
+
+def _stability_section(df: pd.DataFrame, curves: pd.DataFrame, threshold: float) -> list[str]:
+    table = stability.add_stability(df, curves, threshold)
+    n_runs = len(stability.counted_runs(table))
+    lines = ["## Training dynamics and stability", ""]
+    if n_runs == 0:
+        return [*lines, "No curves for these runs.", ""]
+    lines += [f"From curves.parquet: I' at every evaluation of {n_runs} runs (failed runs "
+              "left out). Per run (docs/schema.md): best I' and its step; final_drop = best - "
+              f"final I' (NaN when the final I' is NaN); first step with I' >= {threshold:g}; "
+              "collapse_count = entries into a collapsed state (a run that reached >= "
+              f"{stability.GOOD_FRACTION:g} of its running best and I' >= "
+              f"{stability.COLLAPSE_FLOOR:g} falls below {stability.COLLAPSE_FRACTION:g} of its "
+              "running best, or to NaN); curve_auc = mean I' over all evaluations, final one "
+              "included; late_oscillation = std of I' over the second half. NaN points are "
+              "skipped by the means and maxima.", ""]
+    compared = stability.compare_stability(table)
+    if len(compared):
+        compared["measure"] = compared["measure"].map(_direction)
+        keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta", "better"]
+        lines += ["Mann-Whitney U and Cliff's delta on the runs where the measure is finite "
+                  "(first_success_step: only runs that succeeded).", "",
+                  markdown_table(_pair_frame(compared, "measure", keep)), ""]
+    lines += ["Shares k/n [exact Clopper-Pearson 95% CI]: success_final = final I' >= "
+              f"{threshold:g}; success_any = I' >= {threshold:g} at some evaluation; "
+              "success_lost = success at some evaluation, final I' below it or NaN; collapsed "
+              "= collapse_count >= 1.", "",
+              markdown_table(_share_pivot(stability.stability_shares(table, threshold))), ""]
+    return lines + (_final_best_lines(table) if len(compared) else [])
+
+
 def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
                  figures_dir: str | Path | None = None, threshold: float | None = None,
-                 score: str = "i_prime", selection: str | None = None) -> Path:
+                 score: str = "i_prime", selection: str | None = None,
+                 curves: pd.DataFrame | None = None) -> Path:
     """Write the Markdown report of ``df`` to ``out_file`` and return its path.
 
     ``score`` is the main score (its figures, successes, importance, margins); the headline
     table covers every score column present. ``threshold`` overrides the success threshold.
-    ``selection`` says which of the study's runs ``df`` holds, when not all of them.
+    ``selection`` says which of the study's runs ``df`` holds, when not all of them. With
+    ``curves`` (curves.parquet) a stability section compares the models' training dynamics on
+    I' (with ``threshold`` as its success threshold when the main score is I').
     """
     out_file = Path(out_file)
     present = score_columns(df)
@@ -244,6 +326,10 @@ def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
     lines += _budget_section(df, score)
     lines += _best_section(df, score)
     lines += _margin_section(df, score)
+    if curves is not None:
+        stable = threshold if threshold is not None and score == "i_prime" else None
+        lines += _stability_section(df, curves, stability.SUCCESS_THRESHOLD if stable is None
+                                    else stable)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text("\n".join(lines))
     return out_file

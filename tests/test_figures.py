@@ -9,7 +9,7 @@ import pytest
 
 from analysis import canvas, figures, figures_extra
 from analysis.table import depth_panels, optim_panels, top_configurations
-from tests.synthetic import make_results, make_samples
+from tests.synthetic import make_curves, make_results, make_samples
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,8 @@ def test_ecdf_ends_at_one(runs):
 def test_plot_study_writes_every_figure(runs, tmp_path):
     best = figures.best_runs(runs)
     samples = make_samples(list(best["run_id"][:2]))  # the third model has none: a note panel
-    paths = figures.plot_study(runs, tmp_path, study="synthetic", samples=samples)
+    paths = figures.plot_study(runs, tmp_path, study="synthetic", samples=samples,
+                               curves=make_curves(runs))
     stems = {p.stem for p in paths}
     assert stems == set(canvas.FIGURE_STEMS.values())
     for path in paths:
