@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from analysis.stats import DEFAULT_THRESHOLDS, compare_two
+from analysis.stats import DEFAULT_THRESHOLDS, compare_two, share_interval
 from analysis.table import models_present
 
 # The columns stability_measures returns and add_stability writes, in order.
@@ -206,14 +205,6 @@ def compare_stability(table: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def exact_share(k: int, n: int, ci: float = 0.95) -> tuple[float, float, float]:
-    """Share k/n and its exact (Clopper-Pearson) confidence interval; NaNs when n == 0."""
-    if n == 0:
-        return np.nan, np.nan, np.nan
-    interval = sps.binomtest(k, n).proportion_ci(confidence_level=ci, method="exact")
-    return k / n, float(interval.low), float(interval.high)
-
-
 def stability_shares(table: pd.DataFrame, threshold: float = SUCCESS_THRESHOLD) -> pd.DataFrame:
     """Per model, shares of runs with exact 95% intervals (failed and curve-less runs left out):
 
@@ -233,9 +224,9 @@ def stability_shares(table: pd.DataFrame, threshold: float = SUCCESS_THRESHOLD) 
         mask = (sub["model"] == model).to_numpy()
         for event, hits in events.items():
             k, n = int(hits[mask].sum()), int(mask.sum())
-            share, low, high = exact_share(k, n)
-            rows.append({"model": model, "event": event, "k": k, "n": n, "share": share,
-                         "ci_low": low, "ci_high": high})
+            low, high = share_interval(k, n)
+            rows.append({"model": model, "event": event, "k": k, "n": n,
+                         "share": k / n if n else np.nan, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows)
 
 

@@ -251,3 +251,44 @@ def plot_dynamics(df: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, *, stud
                                          "training against final"), out_dir,
                          FIGURE_STEMS["best_final"])
     return paths
+
+
+# One run's curve: (panel title, [(column, label)], y label) per panel.
+RUN_CURVE_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
+    ("losses", (("loss_d", "L_D"), ("loss_g", "L_G")), "mean over the interval"),
+    ("gradient norms", (("grad_norm_d", "D"), ("grad_norm_g", "G")), "mean L2 norm"),
+    ("scores", (("i_prime", "I'"), ("n_classes_covered", "classes covered")), ""),
+    ("EBGAN energies", (("energy_real", "real"), ("energy_fake", "fake"), ("margin", "m")),
+     "mean energy D(x)"),
+)
+
+
+def plot_run_curve(curve: pd.DataFrame, title: str) -> Figure:
+    """One run's training curve (curves.parquet rows of one run_id): losses, gradient norms,
+    scores and, for EBGAN, energies against the margin. The last point is the final evaluation,
+    scored on more samples than the others (a hollow marker)."""
+    curve = curve.sort_values("step")
+    panels = [p for p in RUN_CURVE_PANELS
+              if curve[[c for c, _ in p[1]]].notna().to_numpy().any()]
+    fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    final = curve["final"].to_numpy(bool)
+    for ax, (name, columns, ylabel) in zip(axes, panels, strict=True):
+        twin = ax.twinx() if name == "scores" else None
+        for i, (column, label) in enumerate(columns):
+            target = twin if (twin is not None and i == 1) else ax
+            line, = target.plot(curve["step"], curve[column], "-o", ms=3, label=label,
+                                color=f"C{i}")
+            target.plot(curve["step"][final], curve[column][final], "o", mfc="white",
+                        color=line.get_color())
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel or score_label("i_prime"))
+        if twin is not None:
+            twin.set_ylabel(score_label("n_classes_covered"))
+            twin.set_ylim(0, 10.5)
+        handles = ax.get_legend_handles_labels()[0] + (
+            twin.get_legend_handles_labels()[0] if twin is not None else [])
+        ax.legend(handles=handles, fontsize=7)
+    fig.suptitle(title)
+    return fig

@@ -294,6 +294,16 @@ def _study_name(study_dir: Path, frame) -> str:  # noqa: ANN001
     return str(names[0]) if len(names) == 1 else study_dir.resolve().name
 
 
+def _curves_for(study_dir: Path, frame):  # noqa: ANN001, ANN202
+    """The study's curves of the runs in ``frame``, or None when it recorded none."""
+    from gridstudy.results import CURVES, load_curves
+
+    if not (study_dir / CURVES).exists():
+        return None
+    curves = load_curves(study_dir)
+    return curves[curves["run_id"].isin(frame["run_id"])]
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from analysis.figures import plot_study
     from gridstudy.results import load_samples
@@ -301,7 +311,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     frame, study = _load_for_analysis(args.study_dir, args.score, args.where)
     out = args.out or args.study_dir / "figures"
     paths = plot_study(frame, out, study=study, samples=load_samples(args.study_dir),
-                       score=args.score)
+                       score=args.score, curves=_curves_for(args.study_dir, frame))
     histogram = next((p for p in paths if p.name == "fig2_histograms.png"), None)
     print(f"{len(paths)} files -> {out}" + (f"; Figure 2: {histogram}" if histogram else ""))
     return 0
@@ -315,7 +325,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     figures = args.figures or args.study_dir / "figures"
     selection = f"the {len(frame)} where `{args.where}`" if args.where else None
     path = write_report(frame, out, study=study, figures_dir=figures if figures.exists() else None,
-                        threshold=args.threshold, score=args.score, selection=selection)
+                        threshold=args.threshold, score=args.score, selection=selection,
+                        curves=_curves_for(args.study_dir, frame))
     print(f"report -> {path}")
     return 0
 

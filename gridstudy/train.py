@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.stability import stability_measures
 from gridstudy.classifier import Scorer
 from gridstudy.config import RunConfig
 from gridstudy.data import to_uint8
@@ -132,8 +133,9 @@ def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: tor
     steps_done = c.steps if diverged_step is None or diverged_step >= c.steps else (
         diverged_step + 1)
     points = curve.finish(steps_done, scores, len(samples), sums) if curve else []
+    measures = stability_measures([p["step"] for p in points], [p["i_prime"] for p in points])
     row = {
-        "run_id": c.run_id(), **c.to_dict(), **scores, "status": status, "error": "",
+        "run_id": c.run_id(), **c.to_dict(), **scores, **measures, "status": status, "error": "",
         "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g, "fused": fused,
         "train_seconds": train_seconds, "score_seconds": score_seconds,
         "curve_seconds": curve.seconds if curve else 0.0,

@@ -1,7 +1,9 @@
 """One run on this machine, outside Ray: load data and classifier, train, write the run's files.
 
 ``DIR/config.json`` (the resolved config) is written before training starts, so a crashed run
-still says what it was; ``DIR/result.json`` and ``DIR/samples.png`` when it ends.
+still says what it was; ``DIR/result.json``, ``DIR/samples.png`` and, when the run evaluated
+itself during training, its curve ``DIR/curves.parquet`` (``gridstudy.load_curves(DIR)``) and
+its plot ``DIR/curve.png`` when it ends.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
 from gridstudy.errors import UserError
 from gridstudy.images import save_grid
+from gridstudy.results import CURVES, curves_to_frame, write_table
 from gridstudy.train import train_run
 
 
@@ -51,6 +54,13 @@ def run_trial(config: RunConfig, out: Path, *, data_dir: str | None = None,
     row = {**result.row, "classifier_accuracy": classifier.test_accuracy}
     (out / "result.json").write_text(json.dumps(_jsonable(row), indent=2) + "\n")
     save_grid(result.samples, out / "samples.png")
+    if result.curve:
+        from analysis.trajectories import plot_run_curve  # noqa: PLC0415 (matplotlib: lazily)
+
+        curve = curves_to_frame(result.curve)
+        write_table(curve, out, CURVES)
+        plot_run_curve(curve, f"{config.model} {row['run_id']}: training curve").savefig(
+            out / "curve.png", dpi=110)
     return row
 
 

@@ -41,6 +41,24 @@ def test_trial_writes_config_result_and_samples(tmp_path, capsys):
     assert {"i_prime", "inception_score", "status", "loss_d", "loss_g", "train_seconds",
             "device", "torch_version"} <= set(result)
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["fused"] is False and "best_i_prime" in result
+    from gridstudy.results import load_curves
+
+    assert list(load_curves(out)["step"]) == [5]  # eval_every 300 > steps: the final point only
+
+
+def test_trial_writes_its_training_curve_and_its_plot(tmp_path, capsys):
+    from gridstudy.results import load_curves
+
+    out = tmp_path / "run"
+    code, _, _ = run(["trial", "--model", "ebgan", "--steps", "6", "--set", "size_g=32",
+                      "--set", "size_d=16", "--set", "n_eval=100", "--set", "eval_every=2",
+                      "--out", str(out)], capsys)
+    curve = load_curves(out)
+    assert code == 0 and list(curve["step"]) == [2, 4, 6] and list(curve["final"])[-1]
+    result = json.loads((out / "result.json").read_text())
+    assert result["curve_auc"] == pytest.approx(curve["i_prime"].mean())
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,7 +12,6 @@ from analysis.stability import (
     add_stability,
     collapse_count,
     compare_stability,
-    exact_share,
     final_vs_best,
     stability_measures,
     stability_shares,
@@ -121,10 +120,10 @@ def test_shares_use_exact_intervals_and_count_lost_successes():
     assert shares.loc[("gan", "success_lost"), "k"] == 1  # reached 6, ended at 4
     assert shares.loc[("gan", "collapsed"), ["k", "n"]].tolist() == [2, 4]
     assert shares.loc[("ebgan", "success_final"), "share"] == 0.5
-    # Clopper-Pearson for 0 of 10: upper bound 1 - 0.025 ** (1 / 10)
-    share, low, high = exact_share(0, 10)
-    assert (share, low) == (0.0, 0.0) and high == pytest.approx(1 - 0.025 ** 0.1)
-    assert np.isnan(exact_share(0, 0)[0])
+    # Clopper-Pearson (stats.share_interval): 1 of 4 collapsed EBGAN runs? none: 0 of 2
+    none = shares.loc[("ebgan", "collapsed")]
+    assert (none["k"], none["ci_low"]) == (0, 0.0)
+    assert none["ci_high"] == pytest.approx(1 - 0.025 ** (1 / none["n"]))
 
 
 def test_comparisons_orient_each_measure_and_use_the_same_runs():
