@@ -79,7 +79,7 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("class_kl_uniform", "KL(p(y) || uniform)", False, lambda o: o.coverage.kl_uniform,
           True),
     Score("frechet_distance", "Fréchet distance (classifier features)", False,
-          lambda o: _s.frechet_distance(o.features, o.real_features), True),
+          lambda o: o.frechet, True),
     Score("precision", "precision", True, lambda o: o.precision_recall[0], False),
     Score("recall", "recall", True, lambda o: o.precision_recall[1], False),
 )}
@@ -95,8 +95,8 @@ CURVE_COLUMNS: tuple[str, ...] = ("run_id", "step", "final", "n_samples", *STEP_
 
 
 def compute_scores(probs: np.ndarray, features: np.ndarray, real_features: np.ndarray, *,
-                   eps: float = _s.PROB_EPS, names: Iterable[str] | None = None
-                   ) -> dict[str, float]:
+                   eps: float = _s.PROB_EPS, names: Iterable[str] | None = None,
+                   real_gaussian: _s.Gaussian | None = None) -> dict[str, float]:
     """The registry's scores of one set of generated samples, as one record.
 
     probs: (n, k) classifier probabilities of the samples; features: (n, d) the classifier's
@@ -104,7 +104,8 @@ def compute_scores(probs: np.ndarray, features: np.ndarray, real_features: np.nd
     Keys: ``names`` (default every score, in registry order) plus ``prob_eps`` (the clamp used).
     ``n_classes_covered`` is a whole number stored as float so the record can hold NaN. If any
     input holds a non-finite value (a diverged generator), every score is NaN instead of an
-    exception.
+    exception. ``real_gaussian``: ``scores.fit_gaussian(real_features)``, when a caller scoring
+    many sample sets has fitted it once.
     """
     names = list(SCORE_NAMES if names is None else names)
     unknown = [n for n in names if n not in SCORES]
@@ -113,5 +114,5 @@ def compute_scores(probs: np.ndarray, features: np.ndarray, real_features: np.nd
     arrays = [np.asarray(a) for a in (probs, features, real_features)]
     if any(a.size == 0 or not np.isfinite(a).all() for a in arrays):
         return {**dict.fromkeys(names, math.nan), "prob_eps": float(eps)}
-    outputs = _s.SampleOutputs(*arrays, eps=eps)
+    outputs = _s.SampleOutputs(*arrays, eps=eps, real_gaussian=real_gaussian)
     return {**{n: float(SCORES[n].compute(outputs)) for n in names}, "prob_eps": float(eps)}

@@ -125,27 +125,43 @@ def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+class Gaussian(NamedTuple):
+    """A Gaussian fitted to a feature set: the mean, covariance and its symmetric square root."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    cov_root: np.ndarray
+
+
+def fit_gaussian(feats: np.ndarray, name: str = "feats") -> Gaussian:
+    """Mean, covariance (ddof 1) and covariance square root of ``feats`` (n, d), float64."""
+    x = _as_features(feats, name)
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    return Gaussian(x.mean(axis=0), cov, _sqrtm_psd(cov))
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray | Gaussian) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (lower is better).
 
     The FID formula (Heusel et al. 2017, "GANs trained by a two time-scale update rule ..."),
     here in the scoring classifier's features rather than Inception's:
     d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)). Tr (S_a S_b)^(1/2) is computed
-    in the symmetric form Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), whose matrix is positive
-    semi-definite, so it needs two symmetric eigen-decompositions and no complex ``sqrtm``;
-    rounding-level negative eigenvalues are clipped to 0. float64 throughout.
+    in the symmetric form Tr (S_b^(1/2) S_a S_b^(1/2))^(1/2), whose matrix is positive
+    semi-definite, so it needs symmetric eigen-decompositions only and no complex ``sqrtm``;
+    rounding-level negative eigenvalues are clipped to 0. float64 throughout. ``feats_b`` may be
+    given as its :func:`fit_gaussian` (real digits' features, fitted once for many runs), which
+    leaves one eigenvalue decomposition per call.
     """
     a = _as_features(feats_a, "feats_a")
-    b = _as_features(feats_b, "feats_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.shape[1]}")
-    mu_diff = a.mean(axis=0) - b.mean(axis=0)
-    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root_a = _sqrtm_psd(s_a)
-    middle = root_a @ s_b @ root_a
+    b = feats_b if isinstance(feats_b, Gaussian) else fit_gaussian(feats_b, "feats_b")
+    if a.shape[1] != b.mean.shape[0]:
+        raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.mean.shape[0]}")
+    mu_diff = a.mean(axis=0) - b.mean
+    s_a = np.atleast_2d(np.cov(a, rowvar=False))
+    middle = b.cov_root @ s_a @ b.cov_root
     eig = linalg.eigvalsh((middle + middle.T) / 2.0)
     tr_covmean = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
-    d2 = float(mu_diff @ mu_diff) + float(np.trace(s_a) + np.trace(s_b)) - 2.0 * tr_covmean
+    d2 = float(mu_diff @ mu_diff) + float(np.trace(s_a) + np.trace(b.cov)) - 2.0 * tr_covmean
     return max(d2, 0.0)
 
 
@@ -223,6 +239,12 @@ class SampleOutputs:
     features: np.ndarray
     real_features: np.ndarray
     eps: float = PROB_EPS
+    real_gaussian: Gaussian | None = None  # fit_gaussian(real_features), when fitted already
+
+    @cached_property
+    def frechet(self) -> float:
+        real = self.real_gaussian if self.real_gaussian is not None else self.real_features
+        return frechet_distance(self.features, real)
 
     @cached_property
     def coverage(self) -> Coverage:

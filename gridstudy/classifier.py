@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.schema import compute_scores
+from analysis.scores import Gaussian, fit_gaussian
 from gridstudy.data import IMAGE_SIDE, Dataset, cache_dir
 from gridstudy.errors import UserError
 
@@ -166,6 +167,7 @@ class Scorer:
 
     def __init__(self, classifier: Classifier, real_x: torch.Tensor | None) -> None:
         self.classifier = classifier
+        self._real_gaussian: Gaussian | None = None
         if real_x is not None:
             _, self.real_features = classifier.predict(real_x)
 
@@ -180,7 +182,10 @@ class Scorer:
               ) -> dict[str, float]:
         """The registry's scores of ``samples`` (all, or ``names``); NaN when not finite."""
         probs, features = self.classifier.predict(samples)
-        return compute_scores(probs, features, self.real_features, names=names)
+        if self._real_gaussian is None and np.isfinite(self.real_features).all():
+            self._real_gaussian = fit_gaussian(self.real_features)  # once per scorer
+        return compute_scores(probs, features, self.real_features, names=names,
+                              real_gaussian=self._real_gaussian)
 
 
 def prepare_classifier(dataset: str, data_dir: str | None = None, *, data: Dataset | None = None,
