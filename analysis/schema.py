@@ -45,6 +45,8 @@ PAPER_NAMES: dict[str, str] = {
     "batch_size": "batch size",
     "steps": "steps",
     "dataset": "dataset",
+    "train_size": "training digits",
+    "scorer": "scored on",
     "adam_beta1": "Adam beta1",
     "sgd_momentum": "SGD momentum",
     "init_std_d": "init std D",

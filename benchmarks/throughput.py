@@ -50,14 +50,18 @@ LAYERS = (2, 3, 4, 5)
 class NoScores:
     """Stands in for the classifier: scoring costs the same per run, fused or not."""
 
-    def score(self, samples: torch.Tensor) -> dict[str, float]:
+    name = "none"
+
+    def score(self, samples: torch.Tensor, names: object = None) -> dict[str, float]:
         return {}
 
 
 def bundle(arch: dict[str, int], steps: int) -> list[RunConfig]:
     """The grid's 12 optimizer settings for one architecture."""
     settings = itertools.product(("adam", "sgd"), ("adam", "sgd"), (1e-2, 1e-3, 1e-4))
-    return [RunConfig(**arch, optim_d=d, optim_g=g, lr=lr, steps=steps, n_eval=GRID_SAMPLES)
+    # eval_every 0: this measures training alone (benchmarks/curve_cost.py measures the curves)
+    return [RunConfig(**arch, optim_d=d, optim_g=g, lr=lr, steps=steps, n_eval=GRID_SAMPLES,
+                      eval_every=0)
             for d, g, lr in settings]
 
 

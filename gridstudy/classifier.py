@@ -178,6 +178,11 @@ class Scorer:
         scorer.real_features = real_features
         return scorer
 
+    @property
+    def name(self) -> str:
+        """Which classifier scores: its data set and the start of its content fingerprint."""
+        return f"{self.classifier.dataset}:{self.classifier.fingerprint[:12]}"
+
     def score(self, samples: torch.Tensor, names: Iterable[str] | None = None
               ) -> dict[str, float]:
         """The registry's scores of ``samples`` (all, or ``names``); NaN when not finite."""

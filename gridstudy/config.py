@@ -57,6 +57,8 @@ class RunConfig:
     eval_every: int = 300  # steps between evaluations during training (0: none); 3000 -> 10
     n_eval_curve: int = 500  # samples scored at each (at most n_eval): the first of its noise
     dataset: str = "mnist5k"  # mnist5k (bundled, offline), mnist or fashion-mnist
+    train_size: int = 0  # training digits used: the first N of the data set's split (0: all)
+    scorer: str = ""  # data set whose classifier and test digits score the run ("": dataset)
     seed: int = 0  # seeds weights, data order, noise and dropout
 
     def __post_init__(self) -> None:
@@ -70,12 +72,17 @@ class RunConfig:
         return self.model in ("ebgan", "ebgan_pt")
 
     @property
+    def scored_on(self) -> str:
+        """The data set whose classifier and real test digits score this run."""
+        return self.scorer or self.dataset
+
+    @property
     def architecture(self) -> tuple:
         """The fields that fix the networks' shapes: runs sharing it can be trained fused."""
         return (self.is_ebgan, self.n_layers_g, self.size_g, self.n_layers_d, self.size_d,
                 self.dropout_d, self.z_dim, self.batch_size, self.steps, self.n_eval,
-                self.eval_every, self.n_eval_curve, self.dataset, self.init_std_g,
-                self.init_std_d)
+                self.eval_every, self.n_eval_curve, self.dataset, self.train_size,
+                self.scored_on, self.init_std_g, self.init_std_d)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,7 +108,7 @@ class RunConfig:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 # Fields added after results/reference-cpu was kept; see RunConfig.run_id.
-LATER_FIELDS: tuple[str, ...] = ("eval_every", "n_eval_curve")
+LATER_FIELDS: tuple[str, ...] = ("eval_every", "n_eval_curve", "train_size", "scorer")
 FIELD_TYPES: dict[str, str] = {name: str(f.type) for name, f in FIELDS.items()}
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> RunConfig:
@@ -167,7 +174,8 @@ def _validate(c: RunConfig) -> None:
         raise UserError(f"config: {key}: {message}")
 
     choices = {"model": MODELS, "optim_d": OPTIMIZERS, "optim_g": OPTIMIZERS,
-               "margin_schedule": MARGIN_SCHEDULES, "g_loss": G_LOSSES, "dataset": DATASETS}
+               "margin_schedule": MARGIN_SCHEDULES, "g_loss": G_LOSSES, "dataset": DATASETS,
+               "scorer": ("", *DATASETS)}
     for key, allowed in choices.items():
         if getattr(c, key) not in allowed:
             fail(key, f"{getattr(c, key)!r} is not one of {', '.join(allowed)}")
@@ -178,6 +186,8 @@ def _validate(c: RunConfig) -> None:
     for key in ("size_g", "size_d", "z_dim", "batch_size", "steps", "n_eval"):
         if getattr(c, key) < 1:
             fail(key, f"must be a positive integer, got {getattr(c, key)}")
+    if c.train_size < 0:
+        fail("train_size", f"must be >= 0 (0: every training digit), got {c.train_size}")
     if c.eval_every < 0:
         fail("eval_every", f"must be >= 0 (0 turns evaluation during training off), "
                            f"got {c.eval_every}")

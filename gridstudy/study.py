@@ -23,6 +23,7 @@ import torch
 from gridstudy.classifier import Classifier, Scorer, prepare_classifier
 from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
+from gridstudy.errors import UserError
 from gridstudy.results import CURVE_KEY
 from gridstudy.train import GRID_SAMPLES, RunResult, library_versions, train_run
 
@@ -32,7 +33,9 @@ OnRunDone = Callable[[list[RunResult]], None]
 
 @dataclass(frozen=True)
 class SharedInputs:
-    """What every run of one data set needs: prepared once on the driver, shared with workers."""
+    """What the runs of one data set need: its training digits, and the classifier and real
+    test digits' features that score runs with ``scored_on`` this data set. Prepared once on
+    the driver, shared with workers."""
 
     train_x: torch.Tensor
     classifier_state: dict
@@ -44,7 +47,10 @@ class SharedInputs:
 
 
 def prepare_inputs(datasets: set[str], data_dir: str | None) -> dict[str, SharedInputs]:
-    """Load each data set and its classifier once (training the classifier on first use)."""
+    """Load each data set and its classifier once (training the classifier on first use).
+
+    ``datasets``: those the runs train on and those they are scored on
+    (:func:`datasets_of`)."""
     inputs = {}
     for name in sorted(datasets):
         data = load_dataset(name, data_dir)
@@ -52,6 +58,20 @@ def prepare_inputs(datasets: set[str], data_dir: str | None) -> dict[str, Shared
         scorer = Scorer(classifier, data.test_x)
         inputs[name] = SharedInputs(data.train_x, classifier.state(), scorer.real_features)
     return inputs
+
+
+def datasets_of(runs: list[RunConfig]) -> set[str]:
+    """The data sets a study needs: each run's training set and the one it is scored on."""
+    return {r.dataset for r in runs} | {r.scored_on for r in runs}
+
+
+def training_digits(train_x: torch.Tensor, c: RunConfig) -> torch.Tensor:
+    """The digits run ``c`` trains on: the first ``train_size`` of its data set's training split
+    (all when 0), so a study made on a subset is reproduced exactly from the full set."""
+    if c.train_size > len(train_x):
+        raise UserError(f"config: train_size: {c.train_size} is more than the {len(train_x):,} "
+                        f"training digits of {c.dataset}; lower it or use a larger data set")
+    return train_x[:c.train_size] if c.train_size else train_x
 
 
 def plan_bundles(runs: list[RunConfig], max_size: int, workers: int = 1) -> list[list[RunConfig]]:
@@ -101,15 +121,16 @@ def train_bundle(runs: list[RunConfig], inputs: dict[str, SharedInputs], *, devi
     results = list(done or [])
     finished = {r.row["run_id"] for r in results}
     todo = [r for r in runs if r.run_id() not in finished]
-    scorers = {name: inputs[name].scorer() for name in {r.dataset for r in todo}}
+    scorers = {name: inputs[name].scorer() for name in {r.scored_on for r in todo}}
     if fuse and len(todo) > 1:
         import warnings  # noqa: PLC0415
 
         from gridstudy.fused import train_fused  # noqa: PLC0415 (optional fast path)
 
-        ds = todo[0].dataset
+        first = todo[0]
         try:
-            fused = train_fused(todo, inputs[ds].train_x, scorers[ds], device=device)
+            fused = train_fused(todo, training_digits(inputs[first.dataset].train_x, first),
+                                scorers[first.scored_on], device=device)
         except Exception as exc:  # an optimisation only: the runs go on one at a time below
             warnings.warn(f"fused training failed ({type(exc).__name__}: {exc}); "
                           "training the bundle one run at a time", stacklevel=2)
@@ -121,8 +142,8 @@ def train_bundle(runs: list[RunConfig], inputs: dict[str, SharedInputs], *, devi
             return results
     for run in todo:
         try:
-            results.append(train_run(run, inputs[run.dataset].train_x, scorers[run.dataset],
-                                     device=device))
+            results.append(train_run(run, training_digits(inputs[run.dataset].train_x, run),
+                                     scorers[run.scored_on], device=device))
         except Exception as exc:  # a bug or resource error in one run must not lose the others
             results.append(failed_result(run, exc))
         if on_run_done:
@@ -142,6 +163,7 @@ def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:
     row = {"run_id": run.run_id(), **run.to_dict(), "status": "failed",
            "error": message.splitlines()[0][:500] if message else "failed",
            "diverged_step": None, "loss_d": math.nan, "loss_g": math.nan, "fused": False,
+           "classifier": "",
            "train_seconds": math.nan, "score_seconds": math.nan, "device": "",
            "host": platform.node(),
            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -138,7 +138,7 @@ def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: tor
         "run_id": c.run_id(), **c.to_dict(), **scores, **measures, "status": status, "error": "",
         "diverged_step": diverged_step, "loss_d": loss_d, "loss_g": loss_g, "fused": fused,
         "train_seconds": train_seconds, "score_seconds": score_seconds,
-        "curve_seconds": curve.seconds if curve else 0.0,
+        "curve_seconds": curve.seconds if curve else 0.0, "classifier": scorer.name,
         "device": describe_device(device), "host": platform.node(), "started_at": started_at,
         **library_versions(),
     }

@@ -21,6 +21,7 @@ from gridstudy.data import load_dataset
 from gridstudy.errors import UserError
 from gridstudy.images import save_grid
 from gridstudy.results import CURVES, curves_to_frame, write_table
+from gridstudy.study import training_digits
 from gridstudy.train import train_run
 
 
@@ -49,8 +50,11 @@ def run_trial(config: RunConfig, out: Path, *, data_dir: str | None = None,
     except OSError as exc:
         raise UserError(f"{out}: cannot write the run's files ({exc.strerror})") from None
     data = load_dataset(config.dataset, data_dir)
-    classifier = prepare_classifier(config.dataset, data_dir, data=data)
-    result = train_run(config, data.train_x, Scorer(classifier, data.test_x), device=device)
+    scored_on = data if config.scored_on == config.dataset else load_dataset(config.scored_on,
+                                                                             data_dir)
+    classifier = prepare_classifier(config.scored_on, data_dir, data=scored_on)
+    result = train_run(config, training_digits(data.train_x, config),
+                       Scorer(classifier, scored_on.test_x), device=device)
     row = {**result.row, "classifier_accuracy": classifier.test_accuracy}
     (out / "result.json").write_text(json.dumps(_jsonable(row), indent=2) + "\n")
     save_grid(result.samples, out / "samples.png")

@@ -38,6 +38,7 @@ from gridstudy.spaces import SearchSpace
 from gridstudy.study import (
     SharedInputs,
     bundle_id,
+    datasets_of,
     failed_result,
     plan_bundles,
     prepare_inputs,
@@ -259,7 +260,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
     experiment = f"{storage.rstrip('/')}/tune"
     _check_study_state(study_dir, tune_dir, runs, options, experiment)
     start_ray(options.address, options.num_cpus)
-    inputs = prepare_inputs({r.dataset for r in runs}, options.data_dir)
+    inputs = prepare_inputs(datasets_of(runs), options.data_dir)
     workers = _worker_slots(options)
     bundles = plan_bundles(runs, options.bundle_size, workers)
     write_study_info(study_dir, {

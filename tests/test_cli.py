@@ -119,7 +119,8 @@ def test_export_then_plot_the_copy(tmp_path, capsys):
     code, out, _ = run(["results", "export", str(tmp_path / "study"), str(tmp_path / "copy"),
                         "--best", "1"], capsys)
     n_models = frame["model"].nunique()
-    assert code == 0 and f"exported {len(frame)} runs and the samples of {n_models}" in out
+    assert code == 0
+    assert f"exported {len(frame)} runs, 0 curves and the samples of {n_models}" in out
     assert run(["plot", str(tmp_path / "copy")], capsys)[0] == 0
     assert (tmp_path / "copy" / "figures" / "fig4_samples.png").exists()
 

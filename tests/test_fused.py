@@ -34,6 +34,8 @@ def one_thread():
 class MomentScorer:
     """A cheap stand-in for the classifier's scores: two moments of the samples (NaN-aware)."""
 
+    name = "moments"
+
     def score(self, samples: torch.Tensor, names: object = None) -> dict[str, float]:
         x = samples.double()
         return {"i_prime": x.mean().item(), "frechet_distance": x.std().item()}
