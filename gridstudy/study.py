@@ -69,7 +69,7 @@ def training_digits(train_x: torch.Tensor, c: RunConfig) -> torch.Tensor:
     """The digits run ``c`` trains on: the first ``train_size`` of its data set's training split
     (all when 0), so a study made on a subset is reproduced exactly from the full set."""
     if c.train_size > len(train_x):
-        raise UserError(f"config: train_size: {c.train_size} is more than the {len(train_x):,} "
+        raise UserError(f"config: train_size: {c.train_size:,} is more than the {len(train_x):,} "
                         f"training digits of {c.dataset}; lower it or use a larger data set")
     return train_x[:c.train_size] if c.train_size else train_x
 

@@ -84,3 +84,37 @@ def test_bundle_count_is_a_multiple_of_the_workers_when_it_can_be():
     bundles = plan_bundles(runs_of(200), max_size=12, workers=2)
     assert len(bundles) % 2 == 0 and sum(map(len, bundles)) == 200
     assert len(plan_bundles(runs_of(1), max_size=12, workers=2)) == 1
+
+
+def test_a_run_trains_on_the_first_train_size_digits(mnist5k):
+    from gridstudy.errors import UserError
+    from gridstudy.study import training_digits
+
+    x = mnist5k.train_x
+    assert training_digits(x, RunConfig()) is x
+    assert training_digits(x, RunConfig(train_size=100)).data_ptr() == x.data_ptr()
+    assert len(training_digits(x, RunConfig(train_size=100))) == 100
+    with pytest.raises(UserError, match="train_size: 4,001 is more than the 4,000 training"):
+        training_digits(x, RunConfig(train_size=4001))
+
+
+def test_runs_are_scored_by_the_data_set_they_name(mnist5k, monkeypatch):
+    """A study across data sets scores every run with one classifier (scorer=...), and each
+    row records which; runs with another train_size are another fused group."""
+    from gridstudy.study import datasets_of
+    from tests.test_fused import MomentScorer
+
+    class Named(MomentScorer):
+        def __init__(self, name):
+            self.name = name
+
+    monkeypatch.setattr(SharedInputs, "scorer", lambda self: Named(self.classifier_state))
+    inputs = {"mnist5k": SharedInputs(mnist5k.train_x, "own", None),
+              "mnist": SharedInputs(mnist5k.train_x[:500], "shared", None)}
+    tiny = {"size_g": 16, "size_d": 8, "steps": 2, "n_eval": 50, "batch_size": 8}
+    runs = [RunConfig(seed=1, scorer="mnist", **tiny), RunConfig(seed=2, **tiny)]
+    assert datasets_of(runs) == {"mnist5k", "mnist"}
+    assert runs[0].architecture != runs[1].architecture
+    rows = [r.row for r in train_bundle(runs, inputs, device="cpu")]
+    assert [r["classifier"] for r in rows] == ["shared", "own"]
+    assert [r["scorer"] for r in rows] == ["mnist", ""]
