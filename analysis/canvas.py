@@ -25,6 +25,7 @@ FIGURE_STEMS: dict[str, str] = {
     "traj_optim": "trajectories_optim",
     "traj_optim_classes": "trajectories_optim_classes",
     "best_final": "best_vs_final",
+    "scale": "scale",
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import figures_extra, trajectories
+from analysis import figures_extra, scale, trajectories
 from analysis.canvas import FIGURE_STEMS, POOLING_NOTE, save_figure, score_axis_label
 from analysis.table import (
     MODEL_COLORS,
@@ -197,6 +197,11 @@ def plot_study(df: pd.DataFrame, out_dir: str | Path, *, study: str,
     else:
         log.info("Figure 4 skipped: no samples given for study %s", study)
     paths += figures_extra.plot_extra(df, out_dir, study=study, score=score)
+    ladders = scale.varying_ladders(df)
+    if ladders:
+        infos = {name: scale.ladder_info(df, name, score) for name in ladders}
+        paths += save_figure(scale.plot_ladders(infos, score, f"{study}: {label} along the "
+                                                "ladders of scale"), out_dir, FIGURE_STEMS["scale"])
     if curves is not None:
         paths += trajectories.plot_dynamics(df, curves, out_dir, study=study, score=score)
     return paths

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import stability, stats
+from analysis import scale, stability, stats
 from analysis.canvas import FIGURE_STEMS
 from analysis.table import (
     axis_label,
@@ -41,6 +41,7 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "traj_optim": "GAN score during training per optimD, optimG, lr, with the EBGAN median",
     "traj_optim_classes": "GAN classes covered during training per optimD, optimG, lr",
     "best_final": "Best I' during training against final I', per model",
+    "scale": "Success share and median score along width, training length and data size",
 }
 BUDGETS: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
 
@@ -268,6 +269,26 @@ def _final_best_lines(table: pd.DataFrame) -> list[str]:
     return [*lines, "", markdown_table(_pair_frame(points, "point", keep)), ""]
 
 
+def _scale_section(df: pd.DataFrame, score: str, threshold: float | None) -> list[str]:
+    ladders = scale.varying_ladders(df)
+    if not ladders:
+        return []
+    lines = ["## Scale", "",
+             "Each ladder is read on its own slice: the runs whose other ladders sit at their "
+             "most common level. Share of successful runs [exact 95% Clopper-Pearson interval] "
+             "and median score [95% percentile bootstrap interval, scipy.stats.bootstrap].", ""]
+    for name in ladders:
+        info = scale.ladder_info(df, name, score, threshold)
+        info["cell"] = [f"{_share_text(r)}; median {r['median']:.3g} [{r['median_low']:.3g}, "
+                        f"{r['median_high']:.3g}]" for _, r in info.iterrows()]
+        pivot = info.pivot(index="level", columns="model", values="cell")
+        pivot = pivot.reindex(index=list(dict.fromkeys(info["level"])),
+                              columns=_model_columns(df, pivot.columns))
+        pivot.columns = [model_label(m) for m in pivot.columns]
+        lines += [f"### {name}", "", markdown_table(pivot.rename_axis(name).reset_index()), ""]
+    return lines
+
+
 def _stability_section(df: pd.DataFrame, curves: pd.DataFrame, threshold: float) -> list[str]:
     table = stability.add_stability(df, curves, threshold)
     n_runs = len(stability.counted_runs(table))
@@ -326,6 +347,7 @@ def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,
     lines += _budget_section(df, score)
     lines += _best_section(df, score)
     lines += _margin_section(df, score)
+    lines += _scale_section(df, score, threshold)
     if curves is not None:
         stable = threshold if threshold is not None and score == "i_prime" else None
         lines += _stability_section(df, curves, stability.SUCCESS_THRESHOLD if stable is None

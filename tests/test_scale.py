@@ -1,0 +1,49 @@
+"""Scores along the ladders of scale (analysis/scale.py), on hand-made tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import scale
+
+
+def table() -> pd.DataFrame:
+    """GAN runs: at width 50/16 none of 4 succeed; at 400/128, 3 of 4. Two longer runs at
+    50/16 belong to the steps ladder and must not enter the width ladder."""
+    rows = []
+    for (size_g, size_d), scores in (((50, 16), [0.1, 0.2, 0.3, 0.4]),
+                                     ((400, 128), [6.0, 7.0, 5.5, 1.0])):
+        rows += [{"size_g": size_g, "size_d": size_d, "steps": 3000, "i_prime": s} for s in scores]
+    rows += [{"size_g": 50, "size_d": 16, "steps": 12000, "i_prime": 9.0}] * 2
+    df = pd.DataFrame(rows)
+    df["model"], df["status"], df["train_size"] = "gan", "ok", 0
+    return df
+
+
+def test_each_ladder_is_read_on_its_own_slice():
+    df = table()
+    assert scale.varying_ladders(df) == ["width", "steps"]
+    width = scale.ladder_info(df, "width", threshold=5.0).set_index("level")
+    assert list(width.index) == ["50/16", "400/128"]
+    assert width.loc["50/16", ["n", "n_success"]].tolist() == [4, 0]  # not the 12,000-step runs
+    assert width.loc["400/128", ["n", "n_success"]].tolist() == [4, 3]
+    assert width.loc["50/16", "ci_high"] == pytest.approx(1 - 0.025 ** 0.25)  # 0 of 4 exactly
+    assert width.loc["400/128", "median"] == pytest.approx(5.75)
+    steps = scale.ladder_info(df, "steps", threshold=5.0).set_index("level")
+    assert steps.loc["12000", ["n", "n_success"]].tolist() == [2, 2]
+    assert steps.loc["3000", "n"] == 4  # the width ladder's most common level: 50/16
+    lo, hi = steps.loc["3000", ["median_low", "median_high"]]
+    assert lo <= 0.25 <= hi
+
+
+def test_levels_are_labelled_and_drawn():
+    assert scale.level_label((0,), ("train_size",)) == "all"
+    assert scale.level_label((4000,), ("train_size",)) == "4000"
+    df = table()
+    infos = {name: scale.ladder_info(df, name) for name in scale.varying_ladders(df)}
+    fig = scale.plot_ladders(infos, "i_prime", "t")
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert np.isfinite(infos["width"]["median"]).all()
