@@ -9,6 +9,8 @@ A file holds one block, or several under ``blocks:`` so one study can compare mo
         axes:                                   # crossed: every combination is a run
           n_layers_g: [2, 3]
           lr: [0.001, 0.0001]
+        zip:                                    # keys varied together, crossed with axes
+          - {size_g: [100, 200], size_d: [32, 64]}   # (100, 32) and (200, 64), not 4 pairs
         fixed: {steps: 3000}                    # the same for every run of the block
         seeds: [0, 1, 2]                        # the grid is repeated per seed
 
@@ -29,37 +31,54 @@ import yaml
 from gridstudy.config import FIELDS, RunConfig, coerce_value
 from gridstudy.errors import UserError
 
-BLOCK_KEYS = ("name", "model", "axes", "fixed", "seeds")
+BLOCK_KEYS = ("name", "model", "axes", "zip", "fixed", "seeds")
 FILE_KEYS = ("description", "blocks")
 
 
 @dataclass(frozen=True)
 class Block:
-    """One grid: its axes crossed, with fixed values, repeated per seed."""
+    """One grid: its axes and zipped groups crossed, with fixed values, repeated per seed.
+
+    A zipped group is several keys whose lists are read in step, as one axis: the paper's
+    paired widths, or a few chosen optimizer settings, without their full cross product.
+    """
 
     name: str
     axes: dict[str, list[Any]]
     fixed: dict[str, Any]
     seeds: list[int]
     source: str
+    zipped: tuple[dict[str, list[Any]], ...] = ()
+
+    @property
+    def varied(self) -> list[str]:
+        """Every key that varies in the block: its axes and its zipped keys."""
+        return [*self.axes, *(k for group in self.zipped for k in group)]
+
+    def levels(self) -> list[list[dict[str, Any]]]:
+        """Each axis and each zipped group as its list of levels ({key: value, ...})."""
+        out = [[{key: v} for v in values] for key, values in self.axes.items()]
+        for group in self.zipped:
+            out.append([dict(zip(group, values, strict=True))
+                        for values in zip(*group.values(), strict=True)])
+        return out
 
     def size(self) -> int:
         n = len(self.seeds)
-        for values in self.axes.values():
-            n *= len(values)
+        for levels in self.levels():
+            n *= len(levels)
         return n
 
     def expand(self, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
-        keys = list(self.axes)
         runs = []
-        for combo in itertools.product(*self.axes.values()):
+        for combo in itertools.product(*self.levels()):
+            varied = {k: v for level in combo for k, v in level.items()}
             for seed in self.seeds:
-                values = {**self.fixed, **(overrides or {}), **dict(zip(keys, combo, strict=True)),
-                          "seed": seed}
+                values = {**self.fixed, **(overrides or {}), **varied, "seed": seed}
                 try:
                     runs.append(RunConfig(**values))
                 except UserError as exc:
-                    where = ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+                    where = ", ".join(f"{k}={v}" for k, v in varied.items())
                     raise UserError(f"{self.source}: block {self.name!r} ({where}): "
                                     f"{str(exc).removeprefix('config: ')}") from None
         return runs
@@ -85,6 +104,9 @@ class SearchSpace:
                          f"{len(block.seeds)} seed(s)")
             for key, values in block.axes.items():
                 lines.append(f"  axis {key}: {values}")
+            for group in block.zipped:
+                pairs = [tuple(v) for v in zip(*group.values(), strict=True)]
+                lines.append(f"  zip {', '.join(group)}: {pairs}")
             fixed = {**block.fixed, **self.overrides}
             if fixed:
                 lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
@@ -102,7 +124,7 @@ def load_space(paths: list[str | Path], overrides: dict[str, Any] | None = None)
             descriptions.append(description)
     for key in overrides or {}:
         for block in blocks:
-            if key in block.axes:
+            if key in block.varied:
                 raise UserError(f"--set {key}: {block.source} varies {key} as an axis; "
                                 "remove it from the axes or drop --set")
     # Expanding validates every combination before anything launches; it happens here only,
@@ -160,18 +182,46 @@ def _parse_block(raw: Any, path: Path, index: int) -> Block:
         if "model" in axes_raw or "model" in fixed_raw:
             raise UserError(f"{where}: model is given twice (block and axes/fixed)")
         fixed_raw = {**fixed_raw, "model": raw["model"]}
-    elif "model" not in axes_raw and "model" not in fixed_raw:
+    elif "model" not in axes_raw and "model" not in fixed_raw and not any(
+            isinstance(g, dict) and "model" in g for g in raw.get("zip") or []):
         raise UserError(f"{where}: model: missing; set model: gan, ebgan or ebgan_pt")
     for key in ("seed",):
         if key in axes_raw or key in fixed_raw:
             raise UserError(f"{where}: {key}: use the block's seeds: list instead")
     axes = {key: _axis(values, f"{where}: axes.{key}", key) for key, values in axes_raw.items()}
     fixed = {key: _value(value, f"{where}: fixed.{key}", key) for key, value in fixed_raw.items()}
-    both = sorted(set(axes) & set(fixed))
-    if both:
-        raise UserError(f"{where}: {both[0]} is both an axis and a fixed value")
+    zipped = _zipped(raw.get("zip", []), f"{where}: zip")
+    keys = [*axes, *(k for group in zipped for k in group)]
+    twice = sorted({k for k in keys if keys.count(k) > 1} | (set(keys) & set(fixed)))
+    if twice:
+        raise UserError(f"{where}: {twice[0]} is given twice (axes, zip or fixed)")
     seeds = _axis(raw.get("seeds", [0]), f"{where}: seeds", "seed")
-    return Block(name, axes, fixed, seeds, str(path))
+    return Block(name, axes, fixed, seeds, str(path), zipped)
+
+
+def _zipped(raw: Any, where: str) -> tuple[dict[str, list[Any]], ...]:
+    """zip: a list of groups, each a mapping of keys to lists of one length, read in step."""
+    if not isinstance(raw, list):
+        raise UserError(f"{where}: expected a list of groups, e.g. "
+                        "[{size_g: [100, 200], size_d: [32, 64]}]")
+    groups = []
+    for i, group in enumerate(raw):
+        group = _mapping(group, f"{where}[{i}]")
+        if not group:
+            raise UserError(f"{where}[{i}]: empty group; give two or more keys")
+        lists = {key: _axis_values(values, f"{where}[{i}].{key}", key)
+                 for key, values in group.items()}
+        lengths = {len(v) for v in lists.values()}
+        if len(lengths) > 1:
+            raise UserError(f"{where}[{i}]: lists of different lengths "
+                            f"({', '.join(f'{k}: {len(v)}' for k, v in lists.items())}); "
+                            "zipped keys are read in step")
+        tuples = [repr(t) for t in zip(*lists.values(), strict=True)]
+        repeated = [t for t, n in Counter(tuples).items() if n > 1]
+        if repeated:
+            raise UserError(f"{where}[{i}]: duplicate level {repeated[0]}")
+        groups.append(lists)
+    return tuple(groups)
 
 
 def _check_keys(raw: dict, allowed: tuple[str, ...], where: str) -> None:
@@ -204,6 +254,15 @@ def _value(value: Any, where: str, key: str) -> Any:
     return value
 
 
+def _axis_values(values: Any, where: str, key: str) -> list[Any]:
+    """A list of checked values of ``key`` (duplicates allowed: a zipped list may repeat)."""
+    if not isinstance(values, list):
+        raise UserError(f"{where}: expected a list of values, got {values!r}")
+    if not values:
+        raise UserError(f"{where}: empty axis; give at least one value")
+    return [_value(v, where, key) for v in values]
+
+
 def _axis(values: Any, where: str, key: str) -> list[Any]:
     if not isinstance(values, list):
         raise UserError(f"{where}: expected a list of values, got {values!r}")
@@ -214,7 +273,7 @@ def _axis(values: Any, where: str, key: str) -> list[Any]:
         if len(checked) != len(values) or any(v < 0 for v in checked):
             raise UserError(f"{where}: seeds must be integers >= 0")
     else:
-        checked = [_value(v, where, key) for v in values]
+        checked = _axis_values(values, where, key)
     duplicates = [v for v, n in Counter(map(repr, checked)).items() if n > 1]
     if duplicates:
         raise UserError(f"{where}: duplicate value {duplicates[0]}")

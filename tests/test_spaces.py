@@ -84,7 +84,7 @@ def test_identical_runs_from_two_blocks_count_once(tmp_path):
     ("model: gan\naxes: {dropout_d: [yes please]}\n", "axes.dropout_d: expected true or false"),
     ("model: gan\nfixed: {n_layers_g: 1}\n", "fixed.n_layers_g: must be an integer >= 2"),
     ("axes: {lr: [0.1]}\n", "model: missing"),
-    ("model: gan\naxes: {lr: [0.1]}\nfixed: {lr: 0.2}\n", "lr is both an axis and a fixed value"),
+    ("model: gan\naxes: {lr: [0.1]}\nfixed: {lr: 0.2}\n", "lr is given twice (axes, zip or fixed)"),
     ("model: gan\nseeds: [0, -1]\n", "seeds must be integers >= 0"),
     ("model: gan\naxes: {seed: [1, 2]}\n", "use the block's seeds"),
     ("model: gan\nfixed: {pt_weight: 0.1}\n", "only ebgan_pt uses the pulling-away term"),
@@ -125,3 +125,40 @@ def test_a_sweep_command_expands_its_space_once(monkeypatch, capsys):
     monkeypatch.setattr(spaces.Block, "expand", counting)
     assert main(["sweep", str(SPACES / "smoke.yaml"), "--study", "x", "--dry-run"]) == 0
     assert len(calls) == len(set(calls)), f"a block was expanded more than once: {calls}"
+
+
+def test_zipped_keys_vary_together(tmp_path):
+    path = tmp_path / "z.yaml"
+    path.write_text("""
+model: gan
+axes: {n_layers_d: [2, 3]}
+zip:
+  - {size_g: [100, 200], size_d: [32, 64]}
+  - {optim_d: [adam, sgd, adam], optim_g: [adam, sgd, sgd], lr: [0.0001, 0.01, 0.01]}
+seeds: [0, 1]
+""")
+    space = load_space([path])
+    pairs = {(r.size_g, r.size_d) for r in space.runs}
+    settings = {(r.optim_d, r.optim_g, r.lr) for r in space.runs}
+    assert len(space.runs) == 2 * 2 * 3 * 2 == space.blocks[0].size()
+    assert pairs == {(100, 32), (200, 64)}
+    assert settings == {("adam", "adam", 0.0001), ("sgd", "sgd", 0.01), ("adam", "sgd", 0.01)}
+    assert "zip size_g, size_d: [(100, 32), (200, 64)]" in space.summary()
+    with pytest.raises(UserError, match="--set size_g"):
+        load_space([path], {"size_g": 50})
+
+
+@pytest.mark.parametrize("zipped, message", [
+    ("[{size_g: [1, 2], size_d: [3]}]", "lists of different lengths"),
+    ("[{size_g: [100, 100], size_d: [32, 32]}]", "duplicate level"),
+    ("{size_g: [1]}", "expected a list of groups"),
+    ("[{sizeG: [1]}]", "unknown key 'sizeG'"),
+    ("[{size_g: [100], n_layers_d: [2]}]", "n_layers_d is given twice"),
+    ("[{size_g: [-1]}]", "size_g"),
+])
+def test_bad_zip_groups_are_one_line_errors(tmp_path, zipped, message):
+    path = tmp_path / "z.yaml"
+    path.write_text(f"model: gan\naxes: {{n_layers_d: [2, 3]}}\nzip: {zipped}\n")
+    with pytest.raises(UserError, match=message) as info:
+        load_space([path])
+    assert "\n" not in str(info.value)
