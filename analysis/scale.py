@@ -22,7 +22,7 @@ from analysis.table import MODEL_COLORS, axis_label, model_label, models_present
 LADDERS: dict[str, tuple[str, ...]] = {
     "width": ("size_g", "size_d"),
     "steps": ("steps",),
-    "data size": ("train_size",),
+    "data size": ("dataset", "train_size"),
 }
 
 
@@ -44,10 +44,11 @@ def ladder_slice(df: pd.DataFrame, ladder: str) -> pd.DataFrame:
 
 
 def level_label(values: tuple, columns: tuple[str, ...]) -> str:
-    """A level's label: ``200/64`` for a width, ``all`` for train_size 0."""
-    if columns == ("train_size",) and values[0] == 0:
-        return "all"
-    return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    """A level's label: ``200/64`` for a width, ``mnist/12484`` for a data size (``all`` for
+    train_size 0: every training digit of the data set)."""
+    return "/".join("all" if c == "train_size" and v == 0 else
+                    f"{v:g}" if isinstance(v, float) else str(v)
+                    for c, v in zip(columns, values, strict=True))
 
 
 def ladder_info(df: pd.DataFrame, ladder: str, score: str = "i_prime",

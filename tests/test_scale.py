@@ -19,7 +19,7 @@ def table() -> pd.DataFrame:
         rows += [{"size_g": size_g, "size_d": size_d, "steps": 3000, "i_prime": s} for s in scores]
     rows += [{"size_g": 50, "size_d": 16, "steps": 12000, "i_prime": 9.0}] * 2
     df = pd.DataFrame(rows)
-    df["model"], df["status"], df["train_size"] = "gan", "ok", 0
+    df["model"], df["status"], df["train_size"], df["dataset"] = "gan", "ok", 0, "mnist5k"
     return df
 
 
@@ -40,8 +40,8 @@ def test_each_ladder_is_read_on_its_own_slice():
 
 
 def test_levels_are_labelled_and_drawn():
-    assert scale.level_label((0,), ("train_size",)) == "all"
-    assert scale.level_label((4000,), ("train_size",)) == "4000"
+    assert scale.level_label(("mnist5k", 0), ("dataset", "train_size")) == "mnist5k/all"
+    assert scale.level_label(("mnist", 4000), ("dataset", "train_size")) == "mnist/4000"
     df = table()
     infos = {name: scale.ladder_info(df, name) for name in scale.varying_ladders(df)}
     fig = scale.plot_ladders(infos, "i_prime", "t")
