@@ -86,3 +86,47 @@ def make_samples(run_ids: list[str], *, seed: int = 0) -> dict[str, np.ndarray]:
     """Random uint8 sample grids (64, 28, 28), one per run id."""
     rng = np.random.default_rng(seed)
     return {rid: rng.integers(0, 256, (64, 28, 28), dtype=np.uint8) for rid in run_ids}
+
+
+CURVE_SCORES: tuple[str, ...] = ("i_prime", "inception_score", "n_classes_covered",
+                                 "class_kl_uniform", "frechet_distance")
+
+
+def make_curves(runs: pd.DataFrame, points: int = 13, seed: int = 0) -> pd.DataFrame:
+    """Training curves in the schema of curves.parquet: one row per (run_id, step).
+
+    Each run is evaluated at ``points`` evenly spaced steps from 0 to its ``steps``. Its scores
+    rise from a collapsed start towards its final score in ``runs``; a run without a final
+    score (failed, or diverged before scoring) has NaN scores from its second half on.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(runs)
+    frac = np.tile(np.linspace(0.0, 1.0, points), n)
+    row = np.repeat(np.arange(n), points)
+    final = runs["i_prime"].to_numpy(dtype=float)[row]
+    lost = ~np.isfinite(final) & (frac > 0.5)
+    i_prime = np.where(np.isfinite(final), final, 1.0) * (1 - np.exp(-4 * frac))
+    i_prime = np.clip(i_prime + rng.normal(0, 0.05, len(row)), 0, None)
+    i_prime[lost] = np.nan
+    margin = runs["margin"].to_numpy(dtype=float)[row] if "margin" in runs else np.ones(len(row))
+    frame = pd.DataFrame({
+        "run_id": runs["run_id"].to_numpy()[row],
+        "step": np.round(frac * runs["steps"].to_numpy()[row]).astype(np.int64),
+        "loss_d": 0.5 + 0.5 * np.exp(-3 * frac) + rng.normal(0, 0.03, len(row)),
+        "loss_g": 1.0 + 0.3 * frac + rng.normal(0, 0.05, len(row)),
+        "grad_norm_d": rng.gamma(2.0, 0.5, len(row)),
+        "grad_norm_g": rng.gamma(2.0, 0.5, len(row)),
+        "i_prime": i_prime,
+        "inception_score": 1.0 + 0.9 * i_prime,
+        "n_classes_covered": np.round(np.clip(i_prime + 1, 1, 10)),
+        "class_kl_uniform": np.log(10) / (1.0 + i_prime),
+        "frechet_distance": 200.0 / (1.0 + i_prime),
+        "margin": margin,
+        "energy_real": rng.normal(0.2, 0.05, len(row)),
+        "energy_fake": rng.normal(1.0, 0.2, len(row)),
+        "n_samples": 1000,
+    })
+    for column in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "energy_real",
+                   "energy_fake"):
+        frame.loc[lost, column] = np.nan
+    return frame
