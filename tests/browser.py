@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 # No sandbox (CI runs as root) and none of Chromium's own background requests, so any network
@@ -29,13 +30,16 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=path, args=list(FLAGS))
 
 
-def open_page(browser: Any, url: str, timeout_ms: int = 60_000) -> tuple[Any, dict[str, list]]:
+def open_page(browser: Any, url: str, timeout_ms: int = 60_000,
+              before: Callable[[Any], None] | None = None) -> tuple[Any, dict[str, list]]:
     """Open ``url`` in a new page and wait until the explorer says it is drawn.
 
-    Returns the page and what it logged: console messages (type, text), uncaught page errors and
-    every request beyond the page itself.
+    ``before(page)`` runs before the page loads. Returns the page and what it logged: console
+    messages (type, text), uncaught page errors and every request beyond the page itself.
     """
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    if before is not None:
+        before(page)
     log: dict[str, list] = {"console": [], "errors": [], "requests": []}
     page.on("console", lambda m: log["console"].append((m.type, m.text)))
     page.on("pageerror", lambda e: log["errors"].append(str(e)))
