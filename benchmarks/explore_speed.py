@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -92,6 +93,8 @@ def main() -> None:
         rows.append(measure(chrome, "synthetic-10k", study, Path(tmp) / "syn.html",
                             args.repeats))
         chrome.close()
+    print(f"load average (1, 5, 15 min) after the loads: "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"{'study':<15}{'page MB':>9}{'budget':>8}{'samples':>9}{'write s':>9}"
           f"{'load+draw s':>13}{'budget':>8}{'renderer CPU s':>16}  each load s")
     for r in rows:
