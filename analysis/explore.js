@@ -217,9 +217,9 @@ function drawParallel() {
   const ticks = [0, 0.25, 0.5, 0.75, 1];
   plotModel("pc-score-labels").data = {x: ticks.map(() => axes.length), y: ticks,
                                        text: ticks.map((t) => tickText(lo + t * (hi - lo), hi - lo))};
-  const overrides = Object.fromEntries(axes.map((c, k) => [k, FILTERS[c].label]));
-  overrides[axes.length] = score.label;
-  plotModel("pc-xaxis").major_label_overrides = overrides;
+  const short = score.label.split(" (")[0];  // "Fréchet distance (classifier ...)" is too wide
+  const labels = axes.map((c, k) => [k, FILTERS[c].label]).concat([[axes.length, short]]);
+  plotModel("pc-xaxis").major_label_overrides = new Map(labels);  // a Bokeh Dict is a JS Map
   byId("gs-parallel-note").textContent = `${lines.length} scored runs drawn` +
     (skipped ? `; ${skipped} runs without a ${score.label} are not drawn` : "") +
     `. Colour: ${score.label}, yellow is better; the best runs are drawn on top. ` +
@@ -312,14 +312,18 @@ function onTableClick(event) {
 
 /* ---- the selected run --------------------------------------------------------------------- */
 
-async function selectRun(i) {
-  S.selected = i;
+function describeRun(i) {
   const model = D.models[MODEL_CODE[i]];
   const config = ["seed", ...D.axes].filter((c) => FILTERS[c])
     .map((c) => `${FILTERS[c].label}=${cellText(c, i)}`).join(", ");
   byId("gs-run").innerHTML = `<b>${esc(D.runs.run_id[i])}</b> ` +
     `(${esc(model ? model.label : "?")}, ${esc(cellText("status", i))}): ${esc(config)}. ` +
     `${esc(SCORES[S.score].label)} = ${esc(fmt(D.runs[S.score][i]) || "not scored")}`;
+}
+
+async function selectRun(i) {
+  S.selected = i;
+  describeRun(i);
   const uri = D.samples[String(i)];
   let samples;
   if (uri) {
@@ -381,6 +385,7 @@ function refresh() {
   drawParallel();
   drawScatter();
   drawTable();
+  if (S.selected >= 0) describeRun(S.selected);  // the chosen score's value may have changed
 }
 
 async function start() {
