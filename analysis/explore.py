@@ -1,9 +1,11 @@
 """The numbers behind ``gridstudy explore``: one self-contained HTML page per study.
 
-``explore_info`` computes everything the page shows from the results table (filters, shared
-histogram bins, run counts, the report's headline statistics, the embedded samples and training
-curves) as an :class:`ExploreInfo` that tests check with pandas; ``analysis.explore_page``
-draws it. ``write_explorer`` loads a study folder, computes, draws and writes the file.
+``explore_info`` computes what the page is given from the results table (the runs it carries,
+filters, shared histogram bins, the report's headline statistics, the embedded samples and
+training curves) as an :class:`ExploreInfo` that tests check with pandas; ``analysis.
+explore_page`` draws it, and its script (``analysis/explore.js``) filters and counts the runs in
+the browser, which the browser tests check against pandas. ``write_explorer`` loads a study
+folder, computes, draws and writes the file.
 
 Policies the issue left open:
 
@@ -285,6 +287,8 @@ def write_explorer(study_dir: str | Path, out: str | Path | None = None, *,
 
 
 def _write_atomic(text: str, out: Path) -> Path:
+    """Write ``text`` to ``out`` through a temporary file: never a half-written page."""
+    tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
@@ -294,4 +298,7 @@ def _write_atomic(text: str, out: Path) -> Path:
         os.replace(tmp, out)
     except OSError as exc:
         raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return out
