@@ -281,9 +281,19 @@ def write_explorer(study_dir: str | Path, out: str | Path | None = None, *,
     study = str(names[0]) if len(names) == 1 else study_dir.resolve().name
     check_score(df, score, study)
     out = Path(out) if out else study_dir / "explore.html"
+    _check_writable(out)  # before the work, not after it
     info = explore_info(df, study=study, score=score, samples=study_samples(study_dir, df, score),
                         curves=load_curves(study_dir))
     return _write_atomic(render_page(info, selection=where), out)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"--out {out}: not writable (no write permission on {out.parent})")
 
 
 def _write_atomic(text: str, out: Path) -> Path:
