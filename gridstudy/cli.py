@@ -135,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--where", default=None, metavar="EXPR",
                         help="only the runs matching a pandas query, e.g. \"seed == 0\"")
 
+    explore = sub.add_parser(
+        "explore", help="write one self-contained, interactive HTML page of a study",
+        description="Figure 2 with live filters, parallel coordinates, a scatter of two "
+                    "scores, a runs table with samples and training curves, and the report's "
+                    "headline statistics, in one HTML file that works offline.")
+    explore.add_argument("study_dir", type=Path, metavar="results/NAME")
+    explore.add_argument("--out", type=Path, default=None,
+                         help="file (default results/NAME/explore.html)")
+    explore.add_argument("--score", default="i_prime", help="score shown first (default i_prime)")
+    explore.add_argument("--where", default=None, metavar="EXPR",
+                         help="only the runs matching a pandas query, e.g. \"seed == 0\"")
+
     results = sub.add_parser("results", help="maintain a results table")
     results_sub = results.add_subparsers(dest="action", required=True, metavar="ACTION")
     rebuild = results_sub.add_parser(
@@ -331,6 +343,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from analysis.explore import write_explorer
+
+    print(write_explorer(args.study_dir, args.out, score=args.score, where=args.where))
+    return 0
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     from gridstudy.results import export_study, rebuild_results
 
@@ -349,7 +368,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 COMMANDS = {"trial": _cmd_trial, "classifier": _cmd_classifier, "sweep": _cmd_sweep,
             "query": _cmd_query, "plot": _cmd_plot, "report": _cmd_report,
-            "results": _cmd_results}
+            "results": _cmd_results, "explore": _cmd_explore}
 
 
 if __name__ == "__main__":

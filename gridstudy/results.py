@@ -165,6 +165,22 @@ def load_samples(study_dir: str | Path, run_ids: list[str] | None = None) -> dic
     return found
 
 
+def sample_run_ids(study_dir: str | Path) -> set[str]:
+    """The run ids whose samples a study kept, read from the archives' indexes (no pixels)."""
+    study_dir = Path(study_dir)
+    files = sorted((study_dir / SAMPLES).glob("*.npz"))
+    if (study_dir / "samples.npz").exists():
+        files.append(study_dir / "samples.npz")
+    found: set[str] = set()
+    for file in files:
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                found.update(archive.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            continue  # load_samples skips a torn file too
+    return found
+
+
 def write_study_info(study_dir: Path, info: dict[str, Any]) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
     tmp = study_dir / f".{STUDY_FILE}.tmp"

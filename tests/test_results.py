@@ -17,6 +17,7 @@ from gridstudy.results import (
     read_study_info,
     recover_unrecorded,
     rows_to_frame,
+    sample_run_ids,
     write_bundle_records,
     write_samples,
     write_study_info,
@@ -89,6 +90,7 @@ def test_samples_round_trip(tmp_path):
     found = load_samples(tmp_path)
     assert set(found) == {"r1", "r2", "r3"} and np.array_equal(found["r2"], a[::-1])
     assert set(load_samples(tmp_path, ["r3"])) == {"r3"}
+    assert sample_run_ids(tmp_path) == {"r1", "r2", "r3"}  # the torn file is skipped here too
 
 
 @pytest.fixture
