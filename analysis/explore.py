@@ -4,8 +4,8 @@
 filters, shared histogram bins, the report's headline statistics, the embedded samples and
 training curves) as an :class:`ExploreInfo` that tests check with pandas; ``analysis.
 explore_page`` draws it, and its script (``analysis/explore.js``) filters and counts the runs in
-the browser, which the browser tests check against pandas. ``write_explorer`` loads a study
-folder, computes, draws and writes the file.
+the browser, which the browser tests check against pandas. ``explore_page.write_explorer``
+loads a study folder, computes, draws and writes the file.
 
 Policies the issue left open:
 
@@ -26,8 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,9 +49,11 @@ from gridstudy.images import encode_png, tile
 MAX_CHECKBOX_LEVELS = 12  # more numeric levels than this: a range instead of checkboxes
 SAMPLE_BUDGET = 8_000_000  # bytes of PNG data URIs in the page: ~150 runs' grids of digits
 CURVE_POINTS = 25  # most points of one run's training curve in the page
-CURVE_COLUMNS: tuple[str, ...] = ("step", "i_prime", "n_classes_covered", "loss_d", "loss_g")
+# The columns of curves.parquet (analysis.schema.CURVE_COLUMNS) that the page plots.
+PAGE_CURVE_COLUMNS: tuple[str, ...] = ("step", "i_prime", "n_classes_covered", "loss_d",
+                                       "loss_g")
 HISTOGRAM_BINS = 25
-CURVES_FILE = "curves.parquet"
+CURVES_FILE = results.CURVES
 _SAMPLE_CHUNK = 64  # runs whose samples are read from disk at once
 
 
@@ -98,7 +98,7 @@ class ExploreInfo(NamedTuple):
     # varies) and the varying hyperparameters
     headline: Headline
     samples: SampleInfo
-    curves: pd.DataFrame | None  # CURVE_COLUMNS + run_id, thinned; None: no curves file
+    curves: pd.DataFrame | None  # PAGE_CURVE_COLUMNS + run_id, thinned; None: no curves file
 
 
 def filter_columns(df: pd.DataFrame) -> list[str]:
@@ -193,11 +193,11 @@ def embed_samples(order: list[str], kept: set[str],
 
 def thin_curves(curves: pd.DataFrame, run_ids: pd.Series,
                 points: int = CURVE_POINTS) -> pd.DataFrame:
-    """The curves of ``run_ids`` in CURVE_COLUMNS, at most ``points`` steps per run."""
-    missing = [c for c in ("run_id", *CURVE_COLUMNS) if c not in curves.columns]
+    """The curves of ``run_ids`` in PAGE_CURVE_COLUMNS, at most ``points`` steps per run."""
+    missing = [c for c in ("run_id", *PAGE_CURVE_COLUMNS) if c not in curves.columns]
     if missing:
         raise UserError(f"{CURVES_FILE}: missing columns {', '.join(missing)}")
-    frame = curves.loc[curves["run_id"].isin(set(run_ids)), ["run_id", *CURVE_COLUMNS]]
+    frame = curves.loc[curves["run_id"].isin(set(run_ids)), ["run_id", *PAGE_CURVE_COLUMNS]]
     frame = frame.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
     rank = frame.groupby("run_id").cumcount().to_numpy()
     size = frame.groupby("run_id")["step"].transform("size").to_numpy()
@@ -210,15 +210,7 @@ def thin_curves(curves: pd.DataFrame, run_ids: pd.Series,
 
 def load_curves(study_dir: Path) -> pd.DataFrame | None:
     """The study's training curves (one row per run and step), or None when it has none."""
-    if hasattr(results, "load_curves"):  # the reader of the training-dynamics change
-        return results.load_curves(study_dir)
-    path = study_dir / CURVES_FILE
-    if not path.exists():
-        return None
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for truncated or garbled files
-        raise UserError(f"{path}: corrupt training curves ({type(exc).__name__})") from None
+    return results.load_curves(study_dir) if (study_dir / CURVES_FILE).exists() else None
 
 
 def page_columns(df: pd.DataFrame, scores: list[str]) -> list[str]:
@@ -261,54 +253,3 @@ def study_samples(study_dir: Path, df: pd.DataFrame, score: str) -> SampleInfo:
     kept = results.sample_run_ids(study_dir) & set(df["run_id"])
     order = sample_order(df, score, higher_is_better(score))
     return embed_samples(order, kept, lambda ids: results.load_samples(study_dir, ids))
-
-
-def write_explorer(study_dir: str | Path, out: str | Path | None = None, *,
-                   score: str = "i_prime", where: str | None = None) -> Path:
-    """Write the explorer page of ``study_dir`` (default ``results/NAME/explore.html``)."""
-    from analysis.explore_page import render_page
-
-    study_dir = Path(study_dir)
-    if not study_dir.is_dir():
-        raise UserError(f"{study_dir}: no such study folder")
-    df = results.load_results(study_dir)
-    if where:
-        selected = results.query_results(df, where)
-        if selected.empty:
-            raise UserError(f"--where {where!r} selects none of the {len(df)} runs")
-        df = selected
-    names = df["study"].dropna().unique() if "study" in df else []
-    study = str(names[0]) if len(names) == 1 else study_dir.resolve().name
-    check_score(df, score, study)
-    out = Path(out) if out else study_dir / "explore.html"
-    _check_writable(out)  # before the work, not after it
-    info = explore_info(df, study=study, score=score, samples=study_samples(study_dir, df, score),
-                        curves=load_curves(study_dir))
-    return _write_atomic(render_page(info, selection=where), out)
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
-    if not os.access(out.parent, os.W_OK):
-        raise UserError(f"--out {out}: not writable (no write permission on {out.parent})")
-
-
-def _write_atomic(text: str, out: Path) -> Path:
-    """Write ``text`` to ``out`` through a temporary file: never a half-written page."""
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # a page to share: mkstemp's 0600 would hide it from the web server
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return out

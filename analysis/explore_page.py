@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -33,6 +35,7 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 from matplotlib.colors import to_hex
 
+from analysis import explore
 from analysis.explore import CURVES_FILE, ExploreInfo, FilterSpec, level_codes
 from analysis.table import (
     MODEL_COLORS,
@@ -42,6 +45,8 @@ from analysis.table import (
     models_present,
     score_label,
 )
+from gridstudy import results
+from gridstudy.errors import UserError
 
 HERE = Path(__file__).parent
 SCATTER_Y_PREFERENCE: tuple[str, ...] = ("n_classes_covered", "frechet_distance", "precision")
@@ -334,3 +339,53 @@ def render_page(info: ExploreInfo, *, selection: str | None = None) -> str:
         bokeh_js=_bokeh_js(), data=_inline_json(page_data(info)),
         plots=_inline_json(plot_items(info)), headline=headline_html(info),
         script=(HERE / "explore.js").read_text(encoding="utf-8"))
+
+
+def write_explorer(study_dir: str | Path, out: str | Path | None = None, *,
+                   score: str = "i_prime", where: str | None = None) -> Path:
+    """Write the explorer page of ``study_dir`` (default ``results/NAME/explore.html``)."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise UserError(f"{study_dir}: no such study folder")
+    df = results.load_results(study_dir)
+    if where:
+        selected = results.query_results(df, where)
+        if selected.empty:
+            raise UserError(f"--where {where!r} selects none of the {len(df)} runs")
+        df = selected
+    names = df["study"].dropna().unique() if "study" in df else []
+    study = str(names[0]) if len(names) == 1 else study_dir.resolve().name
+    explore.check_score(df, score, study)
+    out = Path(out) if out else study_dir / "explore.html"
+    _check_writable(out)  # before the work, not after it
+    samples = explore.study_samples(study_dir, df, score)
+    info = explore.explore_info(df, study=study, score=score, samples=samples,
+                                curves=explore.load_curves(study_dir))
+    return _write_atomic(render_page(info, selection=where), out)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"--out {out}: not writable (no write permission on {out.parent})")
+
+
+def _write_atomic(text: str, out: Path) -> Path:
+    """Write ``text`` to ``out`` through a temporary file: never a half-written page."""
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a page to share: mkstemp's 0600 would hide it from the web server
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

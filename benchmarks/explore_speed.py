@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.explore import write_explorer
+from analysis.explore_page import write_explorer
 from gridstudy.results import write_samples, write_table
 from tests import browser
 from tests.synthetic import make_curves, make_results, make_samples

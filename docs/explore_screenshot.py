@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from analysis.explore import write_explorer
+from analysis.explore_page import write_explorer
 from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent

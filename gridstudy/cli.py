@@ -344,7 +344,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    from analysis.explore import write_explorer
+    from analysis.explore_page import write_explorer
 
     print(write_explorer(args.study_dir, args.out, score=args.score, where=args.where))
     return 0
