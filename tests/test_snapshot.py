@@ -108,7 +108,8 @@ FUSED = [
     tiny(seed=4, dropout_d=True, optim_d="sgd", optim_g="sgd", lr=1e6, eval_every=8),
     tiny(seed=2, dropout_d=True, dropout_rate=0.0, optim_d="sgd", optim_g="sgd", lr=100.0,
          eval_every=8),
-    tiny(seed=3, dropout_d=True, optim_d="sgd", lr=0.01, dropout_rate=0.3, eval_every=8),
+    tiny(seed=3, dropout_d=True, optim_g="sgd", sgd_momentum=0.9, lr=0.01, dropout_rate=0.3,
+         eval_every=8),
 ]
 
 
@@ -122,6 +123,9 @@ def test_a_fused_group_resumed_once_or_twice_ends_where_it_would(mnist5k, tmp_pa
     first = load_snapshot(saved[5])
     assert first["run_ids"] == [c.run_id() for c in FUSED] and first["kind"] == "fused"
     assert len(first["state"]["gens"]) == 3  # the run that stopped at step 2 is out
+    # G's optimizer keeps Adam's moments and SGD's momentum; D's has no run with momentum
+    assert first["state"]["opt_g"]["momentum"] is not None
+    assert first["state"]["opt_d"]["momentum"] is None
     policy, again = snapshots_to(tmp_path / "again", every=5)
     assert_all_identical(train_fused(FUSED, x, scorer, snapshots=policy, resume=first), plain)
     assert_same_state(load_snapshot(again[20]), load_snapshot(saved[20]))  # between points
