@@ -102,6 +102,14 @@ class CurveRecorder:
         self._record(steps_done, False, len(samples), scores, sums)
         self.seconds += time.perf_counter() - start
 
+    def state(self) -> dict[str, Any]:
+        """What a snapshot keeps of the curve (the noise is drawn again when needed)."""
+        return {"points": self.points, "seconds": self.seconds, "last_step": self._last_step}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.points = [dict(p) for p in state["points"]]
+        self.seconds, self._last_step = state["seconds"], state["last_step"]
+
     def finish(self, steps_done: int, scores: dict[str, float], n_samples: int,
                sums: torch.Tensor | None) -> list[dict[str, Any]]:
         """Record the final evaluation (the run's own scores) and return the whole curve."""

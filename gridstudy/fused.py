@@ -31,15 +31,25 @@ with B not a multiple of 32 a lone run and a stacked one split those differently
 to rounding. On CPU, groups above CPU_GROUP_WEIGHTS weights are trained as several smaller
 groups. ``train_seconds`` of a fused run is its share of its group's wall time: the time until
 it stopped divided by the number of runs in the group.
+
+The groups of one call are trained one after another; each group's results are handed to
+``on_group_done`` as the group ends. A group in training can be snapshotted and resumed
+(:mod:`gridstudy.snapshot`): its snapshot holds the stacked weights and G's running statistics,
+the optimizers' states, each active run's generator state, the slot order, the runs that already
+stopped (their copied-out G, losses, step and step statistics), every run's curve so far, the
+step statistics since the last point, and the step. Per-run settings and each step's scratch
+draws are rebuilt from the configs, so a resumed group computes exactly what it would have.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,6 +66,7 @@ from gridstudy.losses import (
     scheduled_margin,
 )
 from gridstudy.models import build_models
+from gridstudy.snapshot import SnapshotPolicy, new_snapshot
 from gridstudy.stacked import StackedNet, stacked_gram
 from gridstudy.train import RunResult, finish_run, make_optimizer
 
@@ -77,20 +88,28 @@ FUSED_CHOICES: dict[str, tuple[str, ...]] = {
 
 __all__ = ["FUSED_CHOICES", "UnsupportedOption", "check_fused_kernels", "train_fused"]
 
+OnGroupDone = Callable[[list[RunResult]], None]  # a group's results, as the group ends
+
 
 class UnsupportedOption(ValueError):
     """A run asks for an option value the fused trainer does not implement."""
 
 
 def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
-                device: str | torch.device = "cpu") -> list[RunResult]:
+                device: str | torch.device = "cpu", snapshots: SnapshotPolicy | None = None,
+                resume: dict[str, Any] | None = None, on_group_done: OnGroupDone | None = None
+                ) -> list[RunResult]:
     """Train ``runs`` (one architecture) side by side, then sample and score each.
 
     Returns one result per run, in the order of ``runs``, each equal to ``train_run``'s (see the
-    module docstring for when bit for bit). Raises ``ValueError`` for runs of different
-    architectures, :class:`UnsupportedOption` for an option value this trainer does not
-    implement (``FUSED_CHOICES``), and ``NotImplementedError`` where torch's private fused
-    optimizer kernels fail :func:`check_fused_kernels` on ``device``.
+    module docstring for when bit for bit), and hands each group's results to
+    ``on_group_done`` as soon as the group ends. ``snapshots`` is handed a snapshot of the group
+    in training whenever it is due; ``resume``, a snapshot of a group of some of ``runs``, makes
+    that group continue from it first (the other runs start fresh). Raises ``ValueError`` for
+    runs of different architectures or a snapshot of other runs, :class:`UnsupportedOption` for
+    an option value this trainer does not implement (``FUSED_CHOICES``), and
+    ``NotImplementedError`` where torch's private fused optimizer kernels fail
+    :func:`check_fused_kernels` on ``device``.
     """
     if not runs:
         return []
@@ -99,13 +118,32 @@ def train_fused(runs: list[RunConfig], train_x: torch.Tensor, scorer: Scorer, *,
     _check_options(runs)
     device = torch.device(device)
     check_fused_kernels(str(device))
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    data, ends = train_x.to(device), {}
-    for group_runs in _groups(runs, device):
+    data, results = train_x.to(device), {}
+    for group_runs, snapshot in _resumed_groups(runs, device, resume):
         group = _FusedGroup(group_runs, data, device, scorer)
-        group.train()
-        ends.update({id(c): end for c, end in zip(group_runs, group.ends, strict=True)})
-    return [_result(c, ends[id(c)], scorer, device, started_at) for c in runs]
+        if snapshot is not None:
+            group.load(snapshot)
+        group.train(snapshots)
+        done = [_result(c, end, scorer, device, group.started_at)
+                for c, end in zip(group_runs, group.ends, strict=True)]
+        results.update({id(c): result for c, result in zip(group_runs, done, strict=True)})
+        if on_group_done is not None:
+            on_group_done(done)
+    return [results[id(c)] for c in runs]
+
+
+def _resumed_groups(runs: list[RunConfig], device: torch.device,
+                    resume: dict[str, Any] | None) -> list[tuple[list[RunConfig], dict | None]]:
+    """The groups to train, each with the snapshot it continues from: the snapshot's group
+    first, then the other runs grouped as :func:`_groups` groups them."""
+    if resume is None:
+        return [(group, None) for group in _groups(runs, device)]
+    by_id = {c.run_id(): c for c in runs}
+    ids = resume.get("run_ids") or []
+    if resume.get("kind") != "fused" or not ids or not set(ids) <= set(by_id):
+        raise ValueError("the snapshot is not of a fused group of these runs")
+    rest = [c for c in runs if c.run_id() not in set(ids)]
+    return [([by_id[i] for i in ids], resume)] + [(g, None) for g in _groups(rest, device)]
 
 
 def _check_options(runs: list[RunConfig]) -> None:
@@ -121,7 +159,7 @@ def _groups(runs: list[RunConfig], device: torch.device) -> list[list[RunConfig]
     """The runs trained together: one generator loss each (a group calls ``gan_g_loss`` once
     for all its runs), all of them on an accelerator, CPU_GROUP_WEIGHTS' worth on a CPU."""
     size = sys.maxsize
-    if device.type == "cpu":
+    if device.type == "cpu" and runs:
         weights = sum(p.numel() for net in build_models(runs[0]) for p in net.parameters())
         size = max(1, CPU_GROUP_WEIGHTS // weights)
     groups = []
@@ -199,6 +237,24 @@ class _RunEnd:
     curve: CurveRecorder | None = None
     sums: torch.Tensor | None = None  # step statistics since the curve's last point
 
+    def state(self, stopped: bool) -> dict[str, Any]:
+        """The curve so far and, once the run has ``stopped``, where it stopped."""
+        assert self.curve is not None
+        if not stopped:  # its weights are in the stacks
+            return {"curve": self.curve.state()}
+        return {"curve": self.curve.state(), "g": self.g_net.state_dict(), "loss_d": self.loss_d,
+                "loss_g": self.loss_g, "diverged_step": self.diverged_step,
+                "train_seconds": self.train_seconds, "sums": self.sums}
+
+    def load_state(self, state: dict[str, Any], device: torch.device) -> None:
+        assert self.curve is not None
+        self.curve.load_state(state["curve"])
+        if "g" in state:
+            self.g_net.load_state_dict(state["g"])
+            self.loss_d, self.loss_g = state["loss_d"], state["loss_g"]
+            self.diverged_step, self.train_seconds = state["diverged_step"], state["train_seconds"]
+            self.sums = None if state["sums"] is None else state["sums"].to(device)
+
 
 def _result(c: RunConfig, end: _RunEnd, scorer: Scorer, device: torch.device,
             started_at: str) -> RunResult:
@@ -237,6 +293,30 @@ class _StackedOptimizer:
         self.views = [tuple(_each_run([t.detach() for t in state], a, b) for state in
                             (params, self.exp_avg, self.exp_avg_sq, self.momentum))
                       for a, b, _ in self.blocks]
+
+    def state(self) -> dict[str, Any]:
+        """The moments, momentum buffers and step count (the live tensors), for a snapshot.
+
+        Buffers no run uses (Adam's moments without Adam runs, momentum buffers without SGD
+        momentum, as in the paper's grid) stay zero and are left out: they are a quarter to a
+        half of a snapshot's bytes, and its cost is its bytes."""
+        adam = any(name == "adam" for name, _, _ in self.settings)
+        momentum = any(name == "sgd" and setting for name, _, setting in self.settings)
+        return {"exp_avg": self.exp_avg if adam else None,
+                "exp_avg_sq": self.exp_avg_sq if adam else None,
+                "momentum": self.momentum if momentum else None,
+                "t": self.t, "first": self.first}
+
+    def load_state(self, state: dict[str, Any], params: list[torch.Tensor],
+                   settings: list[tuple]) -> None:
+        """Take :meth:`state` of an optimizer of ``params`` with ``settings`` (one a run)."""
+        dev = params[0].device
+        for name in ("exp_avg", "exp_avg_sq", "momentum"):
+            saved = state[name]
+            setattr(self, name, [torch.zeros_like(p) for p in params] if saved is None
+                    else [t.to(dev, copy=True) for t in saved])
+        self.t, self.first = state["t"].to(dev, copy=True), state["first"]
+        self._set(params, settings)
 
     def select(self, slots: torch.Tensor, params: list[torch.Tensor]) -> None:
         for state in (self.exp_avg, self.exp_avg_sq, self.momentum):
@@ -289,6 +369,8 @@ class _FusedGroup:
                  scorer: Scorer) -> None:
         self.runs, self.data, self.device = runs, data, device
         self.start = time.perf_counter()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.step = 0  # steps done
         nets = []
         for c in runs:  # as train_run: seed, then build (the initial weights)
             torch.manual_seed(c.seed)
@@ -307,12 +389,15 @@ class _FusedGroup:
         self.opt_g = _StackedOptimizer(self.g.params,
                                        [_optimizer_setting(c.optim_g, c) for c in active])
         self.gens = [torch.Generator(device=device).manual_seed(c.seed) for c in active]
-        self.has_drop = [c.dropout_d and c.dropout_rate > 0 for c in active]
         self.n_drop = sum(kind == "dropout" for kind, _ in self.d.ops)
+        self._per_run(active)
+
+    def _per_run(self, active: list[RunConfig]) -> None:
+        """Settings and buffers with one row per slot, so that divergence can drop rows."""
+        self.has_drop = [c.dropout_d and c.dropout_rate > 0 for c in active]
         self.per_run = self._per_run_tensors(active)
 
     def _per_run_tensors(self, active: list[RunConfig]) -> dict[str, torch.Tensor]:
-        """Settings and buffers with one row per slot, so that divergence can drop rows."""
         c0, k, dev = active[0], len(active), self.device
         p = [c.dropout_rate if drop else 0.0 for c, drop in zip(active, self.has_drop,
                                                                 strict=True)]
@@ -329,11 +414,12 @@ class _FusedGroup:
             "u": torch.zeros(k, 3 * self.n_drop, c0.batch_size, size_d, device=dev),
         }
 
-    def train(self) -> None:
-        """Every step for every run, retiring runs as they diverge or finish, and evaluating
-        them where their curves are due (after divergence is handled, as train_run does)."""
-        curve = self.ends[0].curve
-        for step in range(self.runs[0].steps):
+    def train(self, snapshots: SnapshotPolicy | None = None) -> None:
+        """Every remaining step for every run, retiring runs as they diverge or finish,
+        evaluating them where their curves are due (after divergence is handled, as train_run
+        does), and handing ``snapshots`` a snapshot where one is due."""
+        curve, steps = self.ends[0].curve, self.runs[0].steps
+        for step in range(self.step, steps):
             self._draw()
             loss_d, loss_g, stats = self._step(step)
             if stats is not None:
@@ -345,7 +431,44 @@ class _FusedGroup:
                     return
             if curve is not None and curve.due(step + 1):
                 self._evaluate(step + 1)
+            self.step = step + 1
+            if snapshots is not None and self.step < steps and snapshots.due(self.step):
+                snapshots.save(self.snapshot())
         self._retire(torch.ones_like(bad), loss_d, loss_g, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The group's snapshot after ``self.step`` steps; its tensors are the live ones."""
+        active = set(self.order)
+        state = {"order": self.order, "g": self.g.state(), "d": self.d.state(),
+                 "opt_g": self.opt_g.state(), "opt_d": self.opt_d.state(),
+                 "gens": [g.get_state() for g in self.gens], "sums": self.sums,
+                 "ends": [end.state(i not in active) for i, end in enumerate(self.ends)],
+                 "elapsed": time.perf_counter() - self.start}
+        return new_snapshot("fused", [c.run_id() for c in self.runs], self.step, self.device,
+                            self.started_at, state)
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        """Continue from ``snapshot``, a snapshot of this group (ValueError otherwise)."""
+        if snapshot.get("run_ids") != [c.run_id() for c in self.runs]:
+            raise ValueError("the snapshot is not of this group's runs")
+        s = snapshot["state"]
+        self.order = [int(i) for i in s["order"]]
+        active = [self.runs[i] for i in self.order]
+        self.g.load_state(s["g"])
+        self.d.load_state(s["d"])
+        self.opt_d.load_state(s["opt_d"], self.d.params,
+                              [_optimizer_setting(c.optim_d, c) for c in active])
+        self.opt_g.load_state(s["opt_g"], self.g.params,
+                              [_optimizer_setting(c.optim_g, c) for c in active])
+        self.gens = [torch.Generator(device=self.device) for _ in active]
+        for gen, gen_state in zip(self.gens, s["gens"], strict=True):
+            gen.set_state(gen_state)
+        self._per_run(active)
+        self.sums = None if s["sums"] is None else s["sums"].to(self.device)
+        for end, end_state in zip(self.ends, s["ends"], strict=True):
+            end.load_state(end_state, self.device)
+        self.step, self.started_at = snapshot["step"], snapshot["started_at"]
+        self.start = time.perf_counter() - s["elapsed"]  # the time before the snapshot counts
 
     def _evaluate(self, steps_done: int) -> None:
         """An intermediate curve point of every active run, from its weights copied back into

@@ -268,6 +268,22 @@ class StackedNet:
         if len(slots):
             self._plan()
 
+    def state(self) -> dict[str, list]:
+        """The stacked weights and running statistics (the live tensors), for a snapshot."""
+        return {"params": [p.detach() for p in self.params],
+                "stats": [[m, v] for m, v in self.stats]}
+
+    def load_state(self, state: dict[str, list]) -> None:
+        """Take weights and statistics from :meth:`state` (any number of runs)."""
+        dev = self.params[0].device
+        if len(state["params"]) != len(self.params) or len(state["stats"]) != len(self.stats):
+            raise ValueError("the snapshot's networks do not have this network's layers")
+        with torch.no_grad():
+            self.params = [p.to(dev, copy=True).requires_grad_() for p in state["params"]]
+            self.stats = [(m.to(dev, copy=True), v.to(dev, copy=True))
+                          for m, v in state["stats"]]
+        self._plan()
+
     @torch.no_grad()
     def copy_into(self, module: nn.Module, slot: int) -> None:
         """Write run ``slot``'s weights and running statistics into its own module."""

@@ -3,6 +3,10 @@
 A bundle is several runs trained by one worker one after another (or fused, when they share an
 architecture): thousands of tiny runs would otherwise be dominated by per-trial overhead. The
 unit of the results table stays the run. ``gridstudy.tune`` adapts this to Ray Tune.
+
+A bundle can also hand out snapshots of the run or fused group it is training, and continue
+from one (:mod:`gridstudy.snapshot`), so a killed worker loses at most the training since the
+last snapshot.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import math
 import platform
 import traceback
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from gridstudy.config import RunConfig
 from gridstudy.data import load_dataset
 from gridstudy.errors import UserError
 from gridstudy.results import CURVE_KEY
+from gridstudy.snapshot import SnapshotPolicy, usable, warn_ignored
 from gridstudy.train import GRID_SAMPLES, RunResult, library_versions, train_run
 
 # Called after each run of a bundle with every result so far (for checkpointing and progress).
@@ -115,40 +121,123 @@ def bundle_id(runs: list[RunConfig]) -> str:
 
 def train_bundle(runs: list[RunConfig], inputs: dict[str, SharedInputs], *, device: str,
                  done: list[RunResult] | None = None, on_run_done: OnRunDone | None = None,
-                 fuse: bool = False) -> list[RunResult]:
+                 fuse: bool = False, snapshots: SnapshotPolicy | None = None,
+                 resume: dict[str, Any] | None = None) -> list[RunResult]:
     """Train every run of a bundle not already in ``done``; a run that raises becomes a
-    ``failed`` row and the bundle goes on."""
+    ``failed`` row and the bundle goes on.
+
+    ``on_run_done`` is called as each run ends (fused runs: as their group ends).
+    ``snapshots`` is handed snapshots of the run or fused group in training
+    (:mod:`gridstudy.snapshot`); ``resume``, the last of them, makes its runs continue from it
+    (the others start fresh). A snapshot that cannot continue here (another format, torch or
+    device, runs that are not among the unfinished ones, or a fused group's snapshot where runs
+    are trained alone, and the reverse) is ignored with a warning: its runs start over.
+    Exceptions from ``on_run_done`` and ``snapshots.save`` propagate.
+    """
     results = list(done or [])
     finished = {r.row["run_id"] for r in results}
     todo = [r for r in runs if r.run_id() not in finished]
     scorers = {name: inputs[name].scorer() for name in {r.scored_on for r in todo}}
-    if fuse and len(todo) > 1:
-        import warnings  # noqa: PLC0415
+    resume = usable(resume, [r.run_id() for r in todo], device)
+    guarded = None if snapshots is None else _GuardedPolicy(snapshots)
 
-        from gridstudy.fused import train_fused  # noqa: PLC0415 (optional fast path)
-
-        first = todo[0]
-        try:
-            fused = train_fused(todo, training_digits(inputs[first.dataset].train_x, first),
-                                scorers[first.scored_on], device=device)
-        except Exception as exc:  # an optimisation only: the runs go on one at a time below
-            warnings.warn(f"fused training failed ({type(exc).__name__}: {exc}); "
-                          "training the bundle one run at a time", stacklevel=2)
-        else:
-            for result in fused:
-                results.append(result)
-                if on_run_done:
-                    on_run_done(results)
-            return results
-    for run in todo:
-        try:
-            results.append(train_run(run, training_digits(inputs[run.dataset].train_x, run),
-                                     scorers[run.scored_on], device=device))
-        except Exception as exc:  # a bug or resource error in one run must not lose the others
-            results.append(failed_result(run, exc))
+    def report(result: RunResult) -> None:
+        results.append(result)
         if on_run_done:
-            on_run_done(results)
+            _guard(on_run_done, results)
+
+    try:
+        _train_todo(todo, inputs, scorers, device, report, fuse, guarded, resume)
+    except _CallbackFailed as exc:  # the caller's own error, not a training failure
+        assert exc.__cause__ is not None
+        raise exc.__cause__ from None
     return results
+
+
+def _train_todo(todo: list[RunConfig], inputs: dict[str, SharedInputs],
+                scorers: dict[str, Scorer], device: str, report: Callable[[RunResult], None],
+                fuse: bool, snapshots: SnapshotPolicy | None, resume: dict[str, Any] | None
+                ) -> None:
+    """Train ``todo`` fused if asked and possible, else one run at a time, reporting each."""
+    kind = resume["kind"] if resume else None
+    if fuse and (len(todo) > 1 or kind == "fused"):
+        fused_resume = resume if kind == "fused" else None
+        todo = _train_fused(todo, inputs, scorers, device, report, snapshots, fused_resume)
+        if not todo:
+            if kind == "solo":
+                warn_ignored("it is of a run trained alone, and this bundle was trained fused")
+            return
+        resume = None if kind == "fused" else resume  # the fallback starts the group over
+    elif kind == "fused":
+        warn_ignored("it is of a fused group, and this bundle trains its runs one at a time")
+        resume = None
+    if resume is not None:  # the run in progress first
+        todo = sorted(todo, key=lambda r: r.run_id() != resume["run_ids"][0])
+    for run in todo:
+        own = resume if resume is not None and resume["run_ids"] == [run.run_id()] else None
+        try:
+            result = train_run(run, training_digits(inputs[run.dataset].train_x, run),
+                               scorers[run.scored_on], device=device, snapshots=snapshots,
+                               resume=own)
+        except _CallbackFailed:
+            raise
+        except Exception as exc:  # a bug or resource error in one run must not lose the others
+            result = failed_result(run, exc)
+        report(result)
+
+
+def _train_fused(todo: list[RunConfig], inputs: dict[str, SharedInputs],
+                 scorers: dict[str, Scorer], device: str, report: Callable[[RunResult], None],
+                 snapshots: SnapshotPolicy | None, resume: dict[str, Any] | None
+                 ) -> list[RunConfig]:
+    """Train ``todo`` fused, reporting each group's runs as the group ends, and return the runs
+    left to train: none, or where fused training fails, with a warning, those not reported."""
+    from gridstudy.fused import train_fused  # noqa: PLC0415 (optional fast path)
+
+    reported: set[str] = set()
+
+    def group_done(group: list[RunResult]) -> None:
+        for result in group:
+            reported.add(result.row["run_id"])
+            report(result)
+
+    first = todo[0]
+    try:
+        train_fused(todo, training_digits(inputs[first.dataset].train_x, first),
+                    scorers[first.scored_on], device=device, snapshots=snapshots,
+                    resume=resume, on_group_done=group_done)
+    except _CallbackFailed:
+        raise
+    except Exception as exc:  # an optimisation only: the runs go on one at a time
+        warnings.warn(f"fused training failed ({type(exc).__name__}: {exc}); "
+                      "training the bundle one run at a time", stacklevel=4)
+        return [r for r in todo if r.run_id() not in reported]
+    return []
+
+
+class _CallbackFailed(Exception):
+    """The caller's callback raised inside a trainer: re-raised as it was, never taken for a
+    failed run or a failed fused group."""
+
+
+def _guard(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception as exc:
+        raise _CallbackFailed from exc
+
+
+class _GuardedPolicy:
+    """A snapshot policy whose ``save`` errors reach train_bundle's caller (see _CallbackFailed)."""
+
+    def __init__(self, policy: SnapshotPolicy) -> None:
+        self.policy = policy
+
+    def due(self, step: int) -> bool:
+        return self.policy.due(step)
+
+    def save(self, state: dict[str, Any]) -> None:
+        _guard(self.policy.save, state)
 
 
 def failed_result(run: RunConfig, exc: BaseException | str) -> RunResult:

@@ -10,6 +10,11 @@ A non-finite loss ends the run early with status ``diverged`` and the step it ha
 run is still sampled, scored (NaN scores where the samples are not finite) and recorded. Runs
 whose losses stayed finite but whose parameters or samples did not are ``diverged`` too, with
 ``diverged_step`` = ``steps``.
+
+A run in training can be snapshotted and resumed (:mod:`gridstudy.snapshot`): the snapshot holds
+G's and D's weights, both optimizers' states, the generator's state (which also draws D's
+dropout masks), the step, the last losses, the curve so far and the step statistics summed since
+its last point, so the resumed run draws and computes exactly what the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from gridstudy.losses import (
     scheduled_margin,
 )
 from gridstudy.models import build_models, use_generator
+from gridstudy.snapshot import SnapshotPolicy, new_snapshot
 
 GRID_SAMPLES = 64  # samples kept per run as an 8x8 image grid
 
@@ -69,44 +75,98 @@ def make_optimizer(name: str, params: Any, c: RunConfig) -> torch.optim.Optimize
 
 
 def train_run(c: RunConfig, train_x: torch.Tensor, scorer: Scorer, *,
-              device: str | torch.device = "cpu") -> RunResult:
-    """Train ``c`` on ``train_x`` (n, 784) in [-1, 1], then sample and score it."""
-    device = torch.device(device)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    start = time.perf_counter()
-    torch.manual_seed(c.seed)
-    g_net, d_net = build_models(c)
-    g_net.to(device)
-    d_net.to(device)
-    rng = torch.Generator(device=device).manual_seed(c.seed)
-    use_generator(d_net, rng)
-    opt_d = make_optimizer(c.optim_d, d_net.parameters(), c)
-    opt_g = make_optimizer(c.optim_g, g_net.parameters(), c)
-    data = train_x.to(device)
-    loss_d = loss_g = math.nan
-    diverged_step: int | None = None
-    curve = CurveRecorder(c, scorer, device)
-    sums: torch.Tensor | None = None  # STEP_STATS summed since the last evaluation
-    for step in range(c.steps):
-        real = data[torch.randint(0, len(data), (c.batch_size,), generator=rng, device=device)]
-        z = torch.randn(c.batch_size, c.z_dim, generator=rng, device=device)
-        margin = scheduled_margin(c.margin, c.margin_schedule, step, c.steps, c.margin_end)
-        ld, lg, stats = train_step(c, g_net, d_net, opt_d, opt_g, real, z, margin,
-                                   track=curve.on)
-        if stats is not None:
-            sums = stats if sums is None else sums + stats
-        loss_d, loss_g = ld.item(), lg.item()
-        if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
-            diverged_step = step
-            break
-        if curve.due(step + 1):
-            curve.evaluate(g_net, step + 1, sums)
-            sums = None
-    train_seconds = time.perf_counter() - start - curve.seconds
-    d_finite = all(torch.isfinite(p).all() for p in d_net.parameters())
-    return finish_run(c, g_net, scorer, device, started_at=started_at, loss_d=loss_d,
-                      loss_g=loss_g, diverged_step=diverged_step, train_seconds=train_seconds,
-                      d_finite=d_finite, curve=curve, sums=sums)
+              device: str | torch.device = "cpu", snapshots: SnapshotPolicy | None = None,
+              resume: dict[str, Any] | None = None) -> RunResult:
+    """Train ``c`` on ``train_x`` (n, 784) in [-1, 1], then sample and score it.
+
+    ``snapshots`` is handed a snapshot of the run (:mod:`gridstudy.snapshot`) whenever it is due;
+    ``resume``, such a snapshot of this run, makes it continue from there and end bit for bit
+    where the uninterrupted run ends. Snapshots change nothing about training.
+    """
+    run = _SoloRun(c, scorer, torch.device(device))
+    if resume is not None:
+        run.load(resume)
+    run.train(train_x, snapshots)
+    return run.finish()
+
+
+class _SoloRun:
+    """One run in training: its networks, optimizers, generator, curve, and how far it got."""
+
+    def __init__(self, c: RunConfig, scorer: Scorer, device: torch.device) -> None:
+        self.c, self.scorer, self.device = c, scorer, device
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.start = time.perf_counter()
+        torch.manual_seed(c.seed)
+        g_net, d_net = build_models(c)
+        self.g_net, self.d_net = g_net.to(device), d_net.to(device)
+        self.rng = torch.Generator(device=device).manual_seed(c.seed)
+        use_generator(self.d_net, self.rng)  # D's dropout masks come from the run's stream
+        self.opt_d = make_optimizer(c.optim_d, self.d_net.parameters(), c)
+        self.opt_g = make_optimizer(c.optim_g, self.g_net.parameters(), c)
+        self.curve = CurveRecorder(c, scorer, device)
+        self.step = 0  # steps done
+        self.loss_d = self.loss_g = math.nan
+        self.diverged_step: int | None = None
+        self.sums: torch.Tensor | None = None  # STEP_STATS summed since the last evaluation
+
+    def train(self, train_x: torch.Tensor, snapshots: SnapshotPolicy | None) -> None:
+        """The remaining steps, until the last or a non-finite loss."""
+        c, device = self.c, self.device
+        data = train_x.to(device)
+        for step in range(self.step, c.steps):
+            real = data[torch.randint(0, len(data), (c.batch_size,), generator=self.rng,
+                                      device=device)]
+            z = torch.randn(c.batch_size, c.z_dim, generator=self.rng, device=device)
+            margin = scheduled_margin(c.margin, c.margin_schedule, step, c.steps, c.margin_end)
+            ld, lg, stats = train_step(c, self.g_net, self.d_net, self.opt_d, self.opt_g, real,
+                                       z, margin, track=self.curve.on)
+            if stats is not None:
+                self.sums = stats if self.sums is None else self.sums + stats
+            self.loss_d, self.loss_g = ld.item(), lg.item()
+            if not (math.isfinite(self.loss_d) and math.isfinite(self.loss_g)):
+                self.diverged_step = step
+                return
+            if self.curve.due(step + 1):
+                self.curve.evaluate(self.g_net, step + 1, self.sums)
+                self.sums = None
+            self.step = step + 1
+            if snapshots is not None and self.step < c.steps and snapshots.due(self.step):
+                snapshots.save(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run's snapshot after ``self.step`` steps; its tensors are the live ones."""
+        state = {"g": self.g_net.state_dict(), "d": self.d_net.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "rng": self.rng.get_state(), "loss_d": self.loss_d, "loss_g": self.loss_g,
+                 "sums": self.sums, "curve": self.curve.state(),
+                 "elapsed": time.perf_counter() - self.start}
+        return new_snapshot("solo", [self.c.run_id()], self.step, self.device, self.started_at,
+                            state)
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        """Continue from ``snapshot``, a snapshot of this run (ValueError otherwise)."""
+        if snapshot.get("kind") != "solo" or snapshot.get("run_ids") != [self.c.run_id()]:
+            raise ValueError(f"not a snapshot of run {self.c.run_id()} trained alone")
+        s = snapshot["state"]
+        self.g_net.load_state_dict(s["g"])
+        self.d_net.load_state_dict(s["d"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.rng.set_state(s["rng"])
+        self.loss_d, self.loss_g = s["loss_d"], s["loss_g"]
+        self.sums = None if s["sums"] is None else s["sums"].to(self.device)
+        self.curve.load_state(s["curve"])
+        self.step, self.started_at = snapshot["step"], snapshot["started_at"]
+        self.start = time.perf_counter() - s["elapsed"]  # the time before the snapshot counts
+
+    def finish(self) -> RunResult:
+        train_seconds = time.perf_counter() - self.start - self.curve.seconds
+        d_finite = all(torch.isfinite(p).all() for p in self.d_net.parameters())
+        return finish_run(self.c, self.g_net, self.scorer, self.device,
+                          started_at=self.started_at, loss_d=self.loss_d, loss_g=self.loss_g,
+                          diverged_step=self.diverged_step, train_seconds=train_seconds,
+                          d_finite=d_finite, curve=self.curve, sums=self.sums)
 
 
 def finish_run(c: RunConfig, g_net: torch.nn.Module, scorer: Scorer, device: torch.device, *,
