@@ -21,7 +21,7 @@ from torch import nn
 from analysis.schema import compute_scores
 from analysis.scores import Gaussian, fit_gaussian
 from gridstudy.data import IMAGE_SIDE, Dataset, cache_dir
-from gridstudy.errors import UserError
+from gridstudy.errors import UserError, one_line
 
 FEATURE_DIM = 512  # width of the penultimate layer, the space of the Fréchet distance
 CHECKPOINT_VERSION = 1
@@ -77,17 +77,21 @@ class Classifier:
 
     @classmethod
     def from_state(cls, state: dict, source: str = "classifier") -> Classifier:
+        """The classifier of a :meth:`state` dict; anything else is a one-line UserError."""
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise UserError(f"{source}: not a gridstudy classifier checkpoint (version mismatch); "
                             "delete it to retrain")
         net = ConvNet()
         try:
             net.load_state_dict(state["state_dict"])
-        except (RuntimeError, KeyError) as exc:
-            raise UserError(f"{source}: checkpoint does not match the classifier ({exc}); "
+            provenance = (str(state["dataset"]), str(state["fingerprint"]),
+                          float(state["test_accuracy"]))
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{source}: checkpoint does not match the classifier "
+                            f"({one_line(str(exc) or type(exc).__name__, 120)}); "
                             "delete it to retrain") from None
         net.eval()
-        return cls(net, state["dataset"], state["fingerprint"], float(state["test_accuracy"]))
+        return cls(net, *provenance)
 
 
 def classifier_path(data: Dataset, epochs: int = 15) -> Path:

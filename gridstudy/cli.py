@@ -1,7 +1,8 @@
 """The ``gridstudy`` command line: parses arguments and calls one library function per command.
 
-Errors a user can cause (bad keys or values, missing files, malformed search spaces) print one
-line and exit with code 2.
+Errors a user can cause (bad keys or values, missing or damaged files, malformed search spaces)
+print one line and exit with code 2. Every exit code is in :data:`EXIT_CODES`, which ``--help``
+and the README list.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ import json
 import sys
 from pathlib import Path
 
-from gridstudy.errors import UserError
+from gridstudy.errors import UserError, one_line
+
+EXIT_OK = 0  # done; for a sweep: every run finished ok or diverged
+EXIT_BAD_INPUT = 2  # a bad input: one line says which and what to do
+EXIT_RUNS_FAILED = 3  # a sweep finished, but some runs failed (the table says why)
+EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C, or a sweep stopped with runs unfinished)
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    done; for sweep: every run is ok or diverged
+  1    an internal error (a bug: please report the traceback)
+  {EXIT_BAD_INPUT}    bad input: a bad argument, file or study state, said in one line
+  {EXIT_RUNS_FAILED}    sweep: the study finished, but some runs failed (status 'failed')
+  {EXIT_INTERRUPTED}  interrupted: Ctrl-C, or a sweep stopped with runs unfinished (add --resume)"""
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -34,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gridstudy",
         description="Hyperparameter grid-search stability studies of GANs and EBGANs "
                     "(EBGAN, ICLR 2017, Section 4.1).",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -62,15 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="launch (or resume) a study on Ray Tune",
         description="Expand search spaces into runs and train them on a local Ray instance "
                     "(127.0.0.1 only, dashboard off) or a cluster (--address). Results go to "
-                    "RESULTS_DIR/STUDY/runs.parquet as runs finish.")
+                    "RESULTS_DIR/STUDY/runs.parquet as runs finish. One driver per study: a "
+                    "second one is refused.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("spaces", nargs="+", type=Path, metavar="SPACE.yaml")
-    sweep.add_argument("--study", required=True, help="study name (folder under --results-dir)")
+    sweep.add_argument("--study", required=True,
+                       help="study name: letters, digits, '.', '_', '-' (its folder under "
+                            "--results-dir, and under --storage)")
     sweep.add_argument("--results-dir", type=Path, default=Path("results"))
     sweep.add_argument("--address", default=None,
                        help="join a Ray cluster (auto, HOST:PORT or ray://HOST:10001)")
     sweep.add_argument("--storage", default=None,
-                       help="Ray Tune storage_path: a shared folder or s3:// URI for clusters "
-                            "(default: RESULTS_DIR/STUDY)")
+                       help="a folder every node shares, or an s3:// URI: Tune's records go to "
+                            "STORAGE/STUDY (default: RESULTS_DIR/STUDY/tune)")
     sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
     sweep.add_argument("--cpus-per-trial", type=int, default=1)
     sweep.add_argument("--max-concurrent", type=int, default=None)
@@ -78,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="most runs one trial trains (default 12)")
     sweep.add_argument("--no-fuse", dest="fuse", action="store_false",
                        help="train a bundle's runs one at a time instead of fused")
-    sweep.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial")
+    sweep.add_argument("--max-failures", type=int, default=2,
+                       help="retries of a failed bundle, e.g. on a lost node (default 2)")
     sweep.add_argument("--num-cpus", type=int, default=None,
                        help="CPUs of the local Ray instance (default: all)")
     _add_set_arg(sweep)
@@ -87,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="finish an interrupted study: skips finished runs, re-runs errored")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the runs per model and the axes; launch nothing")
+    sweep.add_argument("--verbose", action="store_true",
+                       help="also show Ray's and Tune's own log lines (off by default)")
     sweep.add_argument("--max-runs", type=int, default=MAX_RUNS_WITHOUT_YES,
                        help="a grid with more runs needs --yes (default %(default)s)")
     sweep.add_argument("--yes", action="store_true", help="launch a grid larger than --max-runs")
@@ -168,14 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"gridstudy: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"gridstudy: error: {one_line(str(exc), 500)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into head and the like
         sys.stderr.close()
-        return 0
+        return EXIT_OK
     except KeyboardInterrupt:
         print("gridstudy: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
@@ -234,8 +254,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                         ("--bundle-size", args.bundle_size)):
         if value < 1:
             raise UserError(f"{name}: must be at least 1, got {value}")
-    if args.gpus_per_trial < 0:
-        raise UserError(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
+    if args.gpus_per_trial < 0 or args.max_failures < 0:
+        raise UserError(f"--gpus-per-trial and --max-failures: must be >= 0, got "
+                        f"{args.gpus_per_trial} and {args.max_failures}")
     from gridstudy.tune import SweepOptions, run_sweep
 
     options = SweepOptions(
@@ -243,7 +264,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         storage=args.storage, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
         bundle_size=args.bundle_size, fuse=args.fuse, max_failures=args.max_failures,
-        resume=args.resume, data_dir=args.data_dir, num_cpus=args.num_cpus)
+        resume=args.resume, data_dir=args.data_dir, num_cpus=args.num_cpus,
+        verbose=args.verbose)
     outcome = run_sweep(space, options)
     counts = outcome.table.status_counts()
     print(f"study {args.study}: {len(outcome.table.rows)} runs ({counts['ok']} ok, "
@@ -252,8 +274,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if outcome.unfinished:
         print(f"gridstudy: interrupted with {outcome.unfinished} runs unfinished; add --resume "
               "to the same command to finish them", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    if counts["failed"]:
+        print(f"gridstudy: {counts['failed']} runs failed; their errors are in the table's "
+              f"error column (gridstudy query {options.study_dir} \"status == 'failed'\" "
+              "--columns run_id,error)", file=sys.stderr)
+        return EXIT_RUNS_FAILED
+    return EXIT_OK
 
 
 def _cmd_query(args: argparse.Namespace) -> int:

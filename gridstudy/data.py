@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gridstudy.errors import UserError
 IMAGE_SIDE = 28
 IMAGE_DIM = IMAGE_SIDE * IMAGE_SIDE
 FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+MAX_IDX_BYTES = 1 << 30  # 1 GiB per file, decompressed: MNIST's largest is 47 MB
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -56,14 +59,7 @@ class Dataset:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array of the header's shape."""
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file's suffix
-            raw = gzip.decompress(raw)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UserError(f"{path}: unreadable or truncated ({exc})") from None
+    raw = _read_idx_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise UserError(f"{path}: wrong magic number; not an IDX file")
     ndim = raw[3]
@@ -72,14 +68,32 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    count = math.prod(shape)  # Python integers: a forged header cannot overflow
+    expected = count * dtype.itemsize
     if len(raw) - header_len < expected:
         raise UserError(
             f"{path}: truncated: header says shape {shape} ({expected} bytes), "
             f"file holds {len(raw) - header_len}"
         )
-    count = int(np.prod(shape))
     return np.frombuffer(raw, dtype=dtype, count=count, offset=header_len).reshape(shape)
+
+
+def _read_idx_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped if it is gzip (whatever its suffix), at most MAX_IDX_BYTES."""
+    try:
+        with open(path, "rb") as f:
+            compressed = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f) if compressed else f
+            raw = stream.read(MAX_IDX_BYTES + 1)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"{path}: unreadable or truncated ({exc})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise UserError(f"{path}: larger than {MAX_IDX_BYTES >> 20} MB (decompressed); not an "
+                        "MNIST-style IDX file")
+    return raw
 
 
 def load_dataset(name: str = "mnist5k", data_dir: str | Path | None = None) -> Dataset:
@@ -105,14 +119,22 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
 def read_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """One split (``train`` or ``test``) of an IDX folder: images in [-1, 1] and labels."""
     images_name, labels_name = _SPLIT_FILES[split]
-    images = read_idx(_idx_path(folder, images_name))
-    labels = read_idx(_idx_path(folder, labels_name))
+    images_path, labels_path = _idx_path(folder, images_name), _idx_path(folder, labels_name)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    for path, array in ((images_path, images), (labels_path, labels)):
+        if array.dtype != np.uint8:
+            raise UserError(f"{path}: holds {array.dtype} values; MNIST-style files hold unsigned "
+                            "bytes (IDX type 0x08)")
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise UserError(f"{folder}/{images_name}: expected 28x28 images, got shape {images.shape}")
-    if labels.shape != (images.shape[0],):
-        raise UserError(
-            f"{folder}: {split} split has {images.shape[0]} images but {labels.shape[0]} labels"
-        )
+        raise UserError(f"{images_path}: expected 28x28 images, got shape {images.shape}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        count = labels.shape[0] if labels.ndim == 1 else f"shape {labels.shape} of"
+        raise UserError(f"{folder}: {split} split has {images.shape[0]} images but {count} "
+                        "labels")
+    if images.shape[0] == 0:
+        raise UserError(f"{images_path}: holds no images")
+    if labels.max() > 9:
+        raise UserError(f"{labels_path}: label {labels.max()} is not a digit class 0-9")
     return _scale(images.reshape(-1, IMAGE_DIM)), torch.from_numpy(labels.astype(np.int64))
 
 

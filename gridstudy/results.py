@@ -8,9 +8,15 @@ Layout of ``results/<study>/``:
   ``runs.parquet``. A run's curve travels inside its row (key ``curve``) wherever rows travel
   (trial checkpoints, recovery, rebuild), so it is upserted, recovered and rebuilt with it.
 - ``samples/<bundle>.npz``: the 64 kept samples of each run, uint8 (64, 28, 28), keyed by run_id.
-- ``study.json``: what the study is (name, search-space files, expected run ids, classifier).
+- ``study.json``: what the study is (name, search-space files, expected run ids, classifier,
+  where its Tune records are).
 - ``tune/``: Ray Tune's experiment folder (its per-trial records), from which the table can be
-  rebuilt (:func:`rebuild_results`).
+  rebuilt (:func:`rebuild_results`); with ``--storage`` it is ``STORAGE/<study>`` instead.
+
+Every reader of these files treats them as untrusted: a damaged, foreign or oversized file is a
+one-line :class:`~gridstudy.errors.UserError`, never a traceback, and never costs a recorded run.
+Tune's records are read back only for the study's own run ids (:func:`read_tune_records`), so
+studies that share a storage folder cannot mix.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +38,20 @@ import numpy as np
 import pandas as pd
 
 from analysis.schema import CURVE_COLUMNS, STATUSES
-from gridstudy.config import FIELDS
-from gridstudy.errors import UserError
+from gridstudy.config import FIELDS, RunConfig
+from gridstudy.errors import UserError, one_line
 
 TABLE = "runs.parquet"
 CURVES = "curves.parquet"
 CURVE_KEY = "curve"  # a row's curve points while the row travels (checkpoints, the table)
 SAMPLES = "samples"
 STUDY_FILE = "study.json"
+REQUIRED_COLUMNS = ("run_id", "model", "status")  # what every reader of a table relies on
+SAMPLE_SHAPE = (64, 28, 28)  # the kept samples of one run, uint8
 _NULLABLE_INT = ("diverged_step", "n_classes_covered")  # integers that may be missing
+# What parsing a damaged file can raise: json, numpy, zipfile and zlib each have their own.
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError,
+                zipfile.BadZipFile, zlib.error)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -53,11 +65,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
     table = path / TABLE if path.is_dir() or not path.suffix else path
     if not table.exists():
         raise UserError(f"{table}: no results table; run `gridstudy sweep` for this study first")
+    rebuild = f"rebuild it with `gridstudy results rebuild {table.parent}`"
     try:
         frame = pd.read_parquet(table)
     except Exception as exc:  # pyarrow raises several types for truncated or garbled files
-        raise UserError(f"{table}: corrupt results table ({type(exc).__name__}); rebuild it with "
-                        f"`gridstudy results rebuild {table.parent}`") from None
+        raise UserError(f"{table}: corrupt results table ({type(exc).__name__}); {rebuild}"
+                        ) from None
+    problem = _table_problem(frame)
+    if problem:
+        raise UserError(f"{table}: not a gridstudy results table ({problem}); {rebuild}")
     return frame
 
 
@@ -94,6 +110,22 @@ def curves_to_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
     floats = [c for c in CURVE_COLUMNS if c not in ("run_id", "step", "final", "n_samples")]
     frame[floats] = frame[floats].astype("float64")
     return frame.sort_values(["run_id", "step"], kind="stable", ignore_index=True)
+
+
+def _table_problem(frame: pd.DataFrame) -> str | None:
+    """What makes ``frame`` unusable as a results table, or None."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        return f"no {missing[0]} column"
+    ids = frame["run_id"]
+    if not all(isinstance(v, str) and v for v in ids):
+        return "a run_id is missing or not text"
+    if not ids.is_unique:
+        return f"run {ids[ids.duplicated()].iloc[0]} appears twice"
+    unknown = frame.loc[~frame["status"].isin(STATUSES), "status"]
+    if len(unknown):
+        return f"unknown status {one_line(repr(unknown.iloc[0]), 40)}"
+    return None
 
 
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -188,43 +220,71 @@ def write_study_info(study_dir: Path, info: dict[str, Any]) -> None:
     os.replace(tmp, study_dir / STUDY_FILE)
 
 
+_INFO_TYPES = {"study": str, "study_uid": str, "tune_experiment": str, "run_ids": list}
+
+
 def read_study_info(study_dir: Path) -> dict[str, Any]:
+    """``study.json`` of a study folder ({} when there is none), checked for the keys gridstudy
+    reads back: a damaged file is a one-line error, and nothing is rewritten."""
     path = study_dir / STUDY_FILE
     if not path.exists():
         return {}
+    fix = ("restore it, or delete it and rerun the sweep with --resume (the search space gives "
+           "the runs)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: corrupt study file; delete it and rerun with --resume") from None
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except _READ_ERRORS as exc:
+        raise UserError(f"{path}: corrupt study file ({type(exc).__name__}); {fix}") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: corrupt study file (not a JSON object); {fix}")
+    for key, kind in _INFO_TYPES.items():
+        if key in info and not isinstance(info[key], kind):
+            raise UserError(f"{path}: corrupt study file ({key} is not a {kind.__name__}); {fix}")
+    if not all(isinstance(r, str) for r in info.get("run_ids", [])):
+        raise UserError(f"{path}: corrupt study file (run_ids holds a non-text id); {fix}")
+    return info
 
 
 class ResultsTable:
     """The in-memory table of a running study, written to disk as rows arrive.
 
-    Rows are upserted by run_id, so a run reported twice (a retried bundle) is one row. The
-    Parquet file is rewritten at most every ``flush_seconds`` and at :meth:`flush`.
+    Rows are upserted by run_id, so a run reported twice (a retried bundle) is one row. With
+    ``run_ids``, the table holds those runs only: a row of any other run (another study's) is
+    left out, on load and on :meth:`add`, and counted in ``foreign``. The Parquet file is
+    rewritten at most every ``flush_seconds`` and at :meth:`flush`.
     """
 
     def __init__(self, study_dir: Path, study: str, flush_seconds: float = 5.0,
-                 load_existing: bool = True) -> None:
+                 load_existing: bool = True, run_ids: Collection[str] | None = None) -> None:
         self.study_dir = study_dir
         self.study = study
         self.flush_seconds = flush_seconds
+        self.run_ids = frozenset(run_ids) if run_ids is not None else None
         self.rows: dict[str, dict[str, Any]] = {}
         self.curves: dict[str, list[dict[str, Any]]] = {}  # run_id -> its points
+        self.foreign = 0
         self._dirty = False
         self._last_flush = 0.0
         if load_existing and (study_dir / TABLE).exists():
-            for row in load_results(study_dir).to_dict("records"):
+            for row in self._own(load_results(study_dir).to_dict("records")):
                 self.rows[row["run_id"]] = row
             if (study_dir / CURVES).exists():
                 for run_id, points in load_curves(study_dir).groupby("run_id", sort=False):
-                    self.curves[str(run_id)] = points.to_dict("records")
+                    if str(run_id) in self.rows:
+                        self.curves[str(run_id)] = points.to_dict("records")
+            self._dirty = self.foreign > 0  # the next flush writes the table without them
+
+    def _own(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.run_ids is None:
+            return rows
+        own = [row for row in rows if row["run_id"] in self.run_ids]
+        self.foreign += len(rows) - len(own)
+        return own
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        """Upsert ``rows`` by run_id; a row's ``curve`` replaces that run's curve."""
-        for row in rows:
-            row = dict(row)
+        """Upsert this study's ``rows`` by run_id; a row's ``curve`` replaces that run's curve."""
+        for row in self._own(rows):
+            row = {k: v for k, v in row.items() if k != "study"}
             curve = row.pop(CURVE_KEY, None)
             self.rows[row["run_id"]] = {"study": self.study, **row}
             if curve is not None:
@@ -298,11 +358,67 @@ def write_bundle_records(folder: Path, rows: list[dict[str, Any]],
 
 
 def read_bundle_records(folder: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """The rows and samples of a bundle checkpoint written by :func:`write_bundle_records`."""
-    rows = json.loads((folder / "rows.json").read_text())
-    with np.load(folder / "samples.npz", allow_pickle=False) as archive:
-        samples = {k: archive[k] for k in archive.files}
-    return rows, samples
+    """The rows and samples of a bundle checkpoint written by :func:`write_bundle_records`.
+
+    Both files are checked before anything is used: each row must be a run of a valid config
+    with a known status, each sample array uint8 of :data:`SAMPLE_SHAPE` (its header is read
+    before its data, so a forged size allocates nothing). A damaged checkpoint is a UserError.
+    """
+    path = folder / "rows.json"
+    try:
+        rows = json.loads(path.read_bytes().decode("utf-8"))
+    except _READ_ERRORS as exc:
+        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__})") from None
+    problem = _rows_problem(rows)
+    if problem:
+        raise UserError(f"{path}: damaged checkpoint ({problem})")
+    return rows, _read_samples(folder / "samples.npz")
+
+
+def _rows_problem(rows: Any) -> str | None:
+    if not isinstance(rows, list):
+        return "not a list of rows"
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("run_id"), str):
+            return "a row without a run_id"
+        if row.get("status") not in STATUSES:
+            return f"run {one_line(row['run_id'], 40)} has no known status"
+        if any(isinstance(v, (list, dict)) for k, v in row.items() if k != CURVE_KEY):
+            return f"run {one_line(row['run_id'], 40)} has a nested value"
+        curve = row.get(CURVE_KEY, [])
+        if not isinstance(curve, list) or not all(
+                isinstance(p, dict) and p.get("run_id") == row["run_id"]
+                and not any(isinstance(v, (list, dict)) for v in p.values()) for p in curve):
+            return f"run {one_line(row['run_id'], 40)} has a malformed curve"
+        try:
+            RunConfig(**{k: row[k] for k in FIELDS if k in row})
+        except (UserError, TypeError, ValueError, OverflowError):
+            return f"run {one_line(row['run_id'], 40)} has an invalid config"
+    return None
+
+
+def _read_samples(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name.removesuffix(".npy"): _read_sample_array(archive, name)
+                    for name in archive.namelist()}
+    except UserError:
+        raise
+    except _READ_ERRORS as exc:
+        raise UserError(f"{path}: unreadable samples ({type(exc).__name__})") from None
+
+
+def _read_sample_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        if shape != SAMPLE_SHAPE or dtype != np.uint8 or fortran:
+            raise UserError(f"{archive.filename}: samples {one_line(name, 40)} are "
+                            f"{dtype} {shape}, not uint8 {SAMPLE_SHAPE}")
+    with archive.open(name) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -311,19 +427,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_tune_records(experiment: Path) -> Iterator[tuple[str, list[dict[str, Any]],
-                                                          dict[str, np.ndarray]]]:
+def read_tune_records(experiment: Path, run_ids: Collection[str] | None = None,
+                      unreadable: list[Path] | None = None,
+                      ) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, np.ndarray]]]:
     """(trial folder name, rows, samples) of each trial in a local Tune experiment folder.
 
-    A trial's checkpoints are cumulative, so its newest readable one holds every run it finished.
+    A trial's checkpoints are cumulative, so its newest readable one holds every run it finished;
+    a damaged one is skipped (and listed in ``unreadable``) for the one before it. With
+    ``run_ids``, only those runs' rows and samples are returned: the one place where a study's
+    records are told apart from anything else in the folder.
     """
     for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
         checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
         for checkpoint in reversed(checkpoints):
             try:
                 rows, samples = read_bundle_records(checkpoint)
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            except UserError:
+                if unreadable is not None:
+                    unreadable.append(checkpoint)
                 continue
+            if run_ids is not None:
+                rows = [row for row in rows if row["run_id"] in run_ids]
+                samples = {k: v for k, v in samples.items() if k in run_ids}
             yield trial_dir.name, rows, samples
             break
 
@@ -334,11 +459,12 @@ def recover_unrecorded(table: ResultsTable, experiment: Path) -> int:
     The table is written every few seconds, so a driver killed outright (SIGKILL, a lost machine)
     can leave the last runs of trials Tune already counts as finished only in their checkpoints;
     ``Tuner.restore`` does not re-run finished trials, so a resumed sweep picks them up here.
+    Only the table's own runs (``table.run_ids``) are read.
     """
     if not experiment.is_dir():
         return 0
     found = 0
-    for trial, rows, samples in read_tune_records(experiment):
+    for trial, rows, samples in read_tune_records(experiment, table.run_ids):
         new = [row for row in rows if row["run_id"] not in table.rows]
         if not new:
             continue
@@ -355,30 +481,47 @@ def rebuild_results(study_dir: Path) -> ResultsTable:
     """Rebuild ``runs.parquet`` and the samples from the per-trial checkpoints Tune kept.
 
     Reads the local experiment folder (``results/<study>/tune``, or the one ``study.json``
-    names) and replaces the table (corrupt or not) with the rows found there.
+    names), only for the study's own run ids. A readable table keeps its rows (Tune's records
+    update them); a damaged one is kept beside the new one as ``runs.parquet.damaged``.
     """
     study_dir = study_dir.resolve()
     info = read_study_info(study_dir)
-    experiment = Path(info.get("tune_experiment") or study_dir / "tune")
-    if "://" in str(info.get("tune_experiment", "")):
-        raise UserError(f"{study_dir}: the study's Tune records are at {experiment}; copy that "
-                        "folder to results/<study>/tune and rebuild again")
+    recorded = info.get("tune_experiment", "")
+    experiment = study_dir / "tune" if not recorded or "://" in recorded else Path(recorded)
     if not experiment.is_dir():
-        raise UserError(f"{experiment}: no Ray Tune records to rebuild from")
-    table = ResultsTable(study_dir, info.get("study") or study_dir.name, load_existing=False)
-    for trial, rows, samples in read_tune_records(experiment):
+        copy = f"; copy {recorded} to {study_dir / 'tune'}" if "://" in recorded else ""
+        raise UserError(f"{experiment}: no Ray Tune records to rebuild from{copy}")
+    run_ids = info.get("run_ids")  # None only for a study.json written before they were kept
+    table = _table_to_rebuild(study_dir, info.get("study") or study_dir.name, run_ids)
+    unreadable: list[Path] = []
+    found = 0
+    for trial, rows, samples in read_tune_records(experiment, table.run_ids, unreadable):
         if samples:
             write_samples(samples, study_dir, trial)
         table.add(rows)
-    if not table.rows:
-        raise UserError(f"{experiment}: no finished runs in Ray Tune's records")
-    expected = info.get("run_ids", [])
-    missing = [r for r in expected if r not in table.rows]
+        found += len(rows)
+    if unreadable:
+        print(f"{len(unreadable)} damaged checkpoints skipped, e.g. {unreadable[0]}",
+              file=sys.stderr)
+    if not found:
+        raise UserError(f"{experiment}: no finished runs of this study in Ray Tune's records")
     table.flush()
+    missing = [r for r in run_ids or [] if r not in table.rows]
     if missing:
-        print(f"{len(missing)} of {len(expected)} runs have no record yet; "
+        print(f"{len(missing)} of {len(run_ids)} runs have no record yet; "
               "`gridstudy sweep ... --resume` finishes them", file=sys.stderr)
     return table
+
+
+def _table_to_rebuild(study_dir: Path, study: str, run_ids: list[str] | None) -> ResultsTable:
+    """The study's table with its readable rows, or empty with a damaged file moved aside."""
+    try:
+        return ResultsTable(study_dir, study, run_ids=run_ids)
+    except UserError:
+        damaged = study_dir / f"{TABLE}.damaged"
+        os.replace(study_dir / TABLE, damaged)
+        print(f"kept the damaged table as {damaged}", file=sys.stderr)
+        return ResultsTable(study_dir, study, run_ids=run_ids, load_existing=False)
 
 
 def export_study(source: str | Path, dest: str | Path, *, best: int = 8,

@@ -21,6 +21,7 @@ before anything launches; each problem is a one-line error naming the file and t
 from __future__ import annotations
 
 import itertools
+import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,13 @@ from typing import Any
 import yaml
 
 from gridstudy.config import FIELDS, RunConfig, coerce_value
-from gridstudy.errors import UserError
+from gridstudy.errors import UserError, one_line
 
 BLOCK_KEYS = ("name", "model", "axes", "zip", "fixed", "seeds")
 FILE_KEYS = ("description", "blocks")
+MAX_FILE_BYTES = 1 << 20  # a search space is a few KB of YAML; the shipped ones are under 4 KB
+MAX_RUNS = 1_000_000  # checked before expanding: 160x the paper's largest grid (6,144 runs)
+_SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,10 @@ def load_space(paths: list[str | Path], overrides: dict[str, Any] | None = None)
             if key in block.varied:
                 raise UserError(f"--set {key}: {block.source} varies {key} as an axis; "
                                 "remove it from the axes or drop --set")
+    total = sum(block.size() for block in blocks)
+    if total > MAX_RUNS:
+        raise UserError(f"{', '.join(map(str, paths))}: {total:,} runs, more than any study can "
+                        f"run (at most {MAX_RUNS:,}); shrink the axes or split the study")
     # Expanding validates every combination before anything launches; it happens here only,
     # and every later step (summary, size check, sweep) reads ``space.runs``.
     runs = expand_blocks(blocks, overrides or {})
@@ -142,20 +150,39 @@ def expand_blocks(blocks: list[Block], overrides: dict[str, Any]) -> list[RunCon
     return list(seen.values())
 
 
-def _read_file(path: Path) -> tuple[list[Block], str]:
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is allowed), at most MAX_FILE_BYTES."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: search space file not found") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UserError(f"{path}: larger than {MAX_FILE_BYTES >> 10} KB; a search space is a "
+                        "small YAML file (is this the right file?)")
     try:
-        doc = yaml.safe_load(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start}); a search space is a YAML file saved as UTF-8") from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise UserError(f"{path}: malformed YAML{at}: {problem}") from None
+        raise UserError(f"{path}: malformed YAML{at}: {one_line(str(problem), 120)}") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed YAML: nested too deeply") from None
+
+
+def _read_file(path: Path) -> tuple[list[Block], str]:
+    doc = _parse_yaml(path, _read_text(path))
     if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a mapping with blocks: or model/axes/fixed/seeds")
     if "blocks" in doc:
@@ -166,7 +193,10 @@ def _read_file(path: Path) -> tuple[list[Block], str]:
     else:
         raw_blocks = [{k: v for k, v in doc.items() if k != "description"}]
     blocks = [_parse_block(b, path, i) for i, b in enumerate(raw_blocks)]
-    return blocks, str(doc.get("description", "") or "")
+    description = doc.get("description") or ""
+    if not isinstance(description, str):
+        raise UserError(f"{path}: description: expected text, got {_show(description)}")
+    return blocks, description
 
 
 def _parse_block(raw: Any, path: Path, index: int) -> Block:
@@ -174,7 +204,10 @@ def _parse_block(raw: Any, path: Path, index: int) -> Block:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping with model, axes, fixed, seeds")
     _check_keys(raw, BLOCK_KEYS, where)
-    name = str(raw.get("name") or raw.get("model") or f"block{index}")
+    name = raw.get("name") or raw.get("model") or f"block{index}"
+    if not isinstance(name, _SCALARS):
+        raise UserError(f"{where}: name: expected text, got {_show(name)}")
+    name = str(name)
     where = f"{path}: block {name!r}"
     axes_raw = _mapping(raw.get("axes", {}), f"{where}: axes")
     fixed_raw = _mapping(raw.get("fixed", {}), f"{where}: fixed")
@@ -227,7 +260,8 @@ def _zipped(raw: Any, where: str) -> tuple[dict[str, list[Any]], ...]:
 def _check_keys(raw: dict, allowed: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(map(str, raw)) - set(allowed))
     if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r}; allowed here: {', '.join(allowed)}")
+        raise UserError(f"{where}: unknown key {_show(unknown[0])}; allowed here: "
+                        f"{', '.join(allowed)}")
 
 
 def _mapping(raw: Any, where: str) -> dict[str, Any]:
@@ -237,12 +271,14 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
         raise UserError(f"{where}: expected a mapping of config keys to values")
     for key in raw:
         if key not in FIELDS:
-            raise UserError(f"{where}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+            raise UserError(f"{where}: unknown key {_show(key)}; valid keys: {', '.join(FIELDS)}")
     return raw
 
 
 def _value(value: Any, where: str, key: str) -> Any:
     """One value of ``key``, type-checked and range-checked alone (defaults elsewhere)."""
+    if not isinstance(value, _SCALARS):  # never print a whole nested structure
+        raise UserError(f"{where}: expected one value, got {_show(value)}")
     alone = {key: value}
     if key == "pt_weight" and value:  # pt_weight is only valid beside ebgan_pt
         alone["model"] = "ebgan_pt"
@@ -250,7 +286,9 @@ def _value(value: Any, where: str, key: str) -> Any:
         alone[key] = value = coerce_value(key, value)
         RunConfig(**alone)
     except UserError as exc:
-        raise UserError(f"{where}: {str(exc).split(f'{key}: ', 1)[-1]}") from None
+        raise UserError(f"{where}: {one_line(str(exc).split(f'{key}: ', 1)[-1], 200)}") from None
+    except OverflowError:  # an integer too large for a float, where a number is expected
+        raise UserError(f"{where}: {_show(value)} is too large") from None
     return value
 
 
@@ -261,11 +299,14 @@ def _axis_values(values: Any, where: str, key: str) -> list[Any]:
     if not values:
         raise UserError(f"{where}: empty axis; give at least one value")
     return [_value(v, where, key) for v in values]
+def _show(value: Any) -> str:
+    """A short repr: bounded in depth and length whatever the YAML held (aliases included)."""
+    return one_line(reprlib.repr(value), 80)
 
 
 def _axis(values: Any, where: str, key: str) -> list[Any]:
     if not isinstance(values, list):
-        raise UserError(f"{where}: expected a list of values, got {values!r}")
+        raise UserError(f"{where}: expected a list of values, got {_show(values)}")
     if not values:
         raise UserError(f"{where}: empty axis; give at least one value")
     if key == "seed":

@@ -5,6 +5,10 @@ restores an interrupted study (``Tuner.restore``) and collects results. Each tri
 checkpoint after every run it finishes (the bundle's rows and samples so far), so a retried or
 restored trial skips finished runs, and a driver-side callback turns those checkpoints into the
 study's results table as they arrive.
+
+The driver is the one voice of a study: Ray's and Tune's own log lines stay off the terminal
+(unless ``--verbose``); a lost node, a dead worker or a failed trial is one line that says what
+happens next; warnings raised in a trial travel with its reports and are printed once each.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import socket
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +30,20 @@ import numpy as np
 from ray.tune import Callback
 
 from gridstudy.config import RunConfig
-from gridstudy.errors import UserError
+from gridstudy.errors import UserError, one_line
+from gridstudy.isolation import (
+    StudyPlace,
+    acquire_driver_lock,
+    check_study_state,
+    claim_experiment,
+)
+from gridstudy.progress import StudyProgress
 from gridstudy.results import (
     CURVE_KEY,
     ResultsTable,
     read_bundle_records,
-    read_study_info,
     recover_unrecorded,
     write_bundle_records,
-    write_samples,
     write_study_info,
 )
 from gridstudy.spaces import SearchSpace
@@ -49,6 +61,7 @@ from gridstudy.train import RunResult
 
 LOOPBACK = "127.0.0.1"
 CHECKPOINT_SECONDS = 10.0  # a trial checkpoints its bundle at most this often, and at its end
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name on every system
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,31 @@ class SweepOptions:
     resume: bool = False
     data_dir: str | None = None
     num_cpus: int | None = None  # of a local instance; default: all cores
+    verbose: bool = False  # let Ray's and Tune's own log lines through
+
+    def __post_init__(self) -> None:
+        if not STUDY_NAME.fullmatch(self.study):
+            raise UserError(f"--study {one_line(repr(self.study), 60)}: use letters, digits, '.', "
+                            "'_' and '-' (at most 100, not starting with '.', '_' or '-')")
 
     @property
     def study_dir(self) -> Path:
         return (self.results_dir / self.study).resolve()
+
+    @property
+    def place(self) -> StudyPlace:
+        """Where the study lives. Tune's experiment folder is named after the study inside
+        --storage, so studies sharing a storage folder never share records; without --storage
+        it is ``STUDY_DIR/tune``."""
+        if not self.storage:
+            return StudyPlace(self.study, self.study_dir, str(self.study_dir / "tune"))
+        storage = self.storage.rstrip("/")
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+            if Path(storage) == self.results_dir.resolve():
+                raise UserError(f"--storage {self.storage}: is the results folder; give another "
+                                "folder (Tune's records go to STORAGE/STUDY)")
+        return StudyPlace(self.study, self.study_dir, f"{storage}/{self.study}")
 
 
 def configure_ray_env(local: bool) -> None:
@@ -94,11 +128,12 @@ def configure_ray_env(local: bool) -> None:
             ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> None:
+def start_ray(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Join ``address``, or start a local instance that listens on 127.0.0.1 only.
 
     A cluster with token authentication (Ray's default) needs ``RAY_AUTH_MODE=token`` and its
-    token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
+    token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``. Without
+    ``verbose``, Ray's and Tune's own log lines are kept off the terminal (:func:`quiet_ray`).
     """
     configure_ray_env(local=address is None or _is_loopback(address))
     import ray
@@ -107,9 +142,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address and address != "auto":
         _check_reachable(address)
-    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
-    # Trial failures are reported by StudyCallback in one line; Tune's own traceback is noise.
-    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+    common: dict[str, Any] = {"log_to_driver": verbose,
+                              "logging_level": "INFO" if verbose else "ERROR"}
     try:
         if address:
             ray.init(address=address, **common)
@@ -120,9 +154,36 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
                      _node_ip_address=LOOPBACK, **common)
     except Exception as exc:  # ConnectionError, TimeoutError, AuthenticationError, ...
         target = address or "a local instance"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot reach Ray at {target}: {first[:300]}; check --address, that the "
+        reason = one_line(str(exc) or type(exc).__name__, 200)
+        raise UserError(f"cannot reach Ray at {target}: {reason}; check --address, that the "
                         "cluster is up, and RAY_AUTH_MODE=token with its token") from None
+    if not verbose:
+        quiet_ray()
+
+
+def quiet_ray() -> None:
+    """Keep Ray's and Tune's own lines off the terminal: the study's callback says what matters.
+
+    Their loggers are raised above CRITICAL (Tune's "Trials did not complete", its tracebacks of
+    failed trials). Ray's driver also prints the cluster's error messages itself ("(raylet) ...
+    has been marked dead", with colour codes), whatever ``log_to_driver`` says, through
+    ``ray._private.worker.print_to_stdstream``: a private function, so it is wrapped only where it
+    exists, and everything but those raylet messages still goes through.
+    """
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "gridstudy_quiet", False):
+        return
+
+    def print_to_stdstream(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            original(data, ignore_prefix=ignore_prefix)
+
+    print_to_stdstream.gridstudy_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream
 
 
 def _host_port(address: str) -> tuple[str, int | None]:
@@ -158,7 +219,12 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = None) -> None:
-    """One Tune trial: train a bundle, checkpointing after each run."""
+    """One Tune trial: train a bundle, checkpointing after each run.
+
+    Its first report says where it runs and how many runs its checkpoint already holds; every
+    report carries the warnings raised in the trial since the one before (each once), since
+    Ray runs with ``log_to_driver=False`` and they would otherwise be lost.
+    """
     import torch
     from ray import tune
 
@@ -167,77 +233,87 @@ def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = 
         torch.set_num_threads(cpus)
     device = "cuda" if config.get("gpus", 0) > 0 and torch.cuda.is_available() else "cpu"
     runs = [RunConfig(**d) for d in config["runs"]]
-    done = _load_checkpoint(tune.get_checkpoint())
-    last = time.monotonic()
-
-    def report(results: list[RunResult]) -> None:
-        # Checkpoint every CHECKPOINT_SECONDS and at the bundle's end: a crash loses at most that
-        # much work, and tiny runs do not pay a checkpoint each.
-        nonlocal last
-        if len(results) < len(runs) and time.monotonic() - last < CHECKPOINT_SECONDS:
-            return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outbox = _Outbox(caught)
+        done = _load_checkpoint(tune.get_checkpoint())
+        saved = len(done)  # runs in the newest checkpoint
+        tune.report(_metrics(done, runs, saved, outbox, node=_node_label()))
         last = time.monotonic()
-        with tempfile.TemporaryDirectory() as tmp:
-            write_bundle_records(Path(tmp), *rows_and_samples(results))
-            tune.report({"runs_done": len(results), "runs_total": len(runs)},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    train_bundle(runs, inputs or {}, device=device, done=done, on_run_done=report,
-                 fuse=bool(config.get("fuse", False)))
+        def report(results: list[RunResult]) -> None:
+            # Checkpoint every CHECKPOINT_SECONDS and at the bundle's end: a crash loses at most
+            # that much work, and tiny runs do not pay a checkpoint each.
+            nonlocal last, saved
+            if len(results) < len(runs) and time.monotonic() - last < CHECKPOINT_SECONDS:
+                if outbox.pending():
+                    tune.report(_metrics(results, runs, saved, outbox))
+                return
+            last, saved = time.monotonic(), len(results)
+            with tempfile.TemporaryDirectory() as tmp:
+                write_bundle_records(Path(tmp), *rows_and_samples(results))
+                tune.report(_metrics(results, runs, saved, outbox),
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
+
+        results = train_bundle(runs, inputs or {}, device=device, done=done, on_run_done=report,
+                               fuse=bool(config.get("fuse", False)))
+        if outbox.pending():
+            tune.report(_metrics(results, runs, saved, outbox))
+
+
+class _Outbox:
+    """The distinct warnings a trial has raised and not yet reported, as one-line texts."""
+
+    def __init__(self, caught: list[warnings.WarningMessage]) -> None:
+        self.caught = caught
+        self.sent: set[str] = set()
+
+    def pending(self) -> bool:
+        return any(_warning_text(w) not in self.sent for w in self.caught)
+
+    def take(self) -> list[str]:
+        new = []
+        for text in map(_warning_text, self.caught):
+            if text not in self.sent:
+                self.sent.add(text)
+                new.append(text)
+        self.caught.clear()
+        return new
+
+
+def _warning_text(w: warnings.WarningMessage) -> str:
+    return one_line(f"{w.category.__name__}: {w.message}", 300)
+
+
+def _metrics(results: list[RunResult], runs: list[RunConfig], saved: int, outbox: _Outbox,
+             node: str | None = None) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"runs_done": len(results), "runs_total": len(runs),
+                               "runs_saved": saved, "messages": outbox.take()}
+    if node:
+        metrics["node"] = node
+    return metrics
+
+
+def _node_label() -> str:
+    """The Ray node id of this worker, by which the driver tells which node a trial ran on."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _load_checkpoint(checkpoint: Any) -> list[RunResult]:
+    """The finished runs of a bundle's checkpoint; none (with a warning) if it is damaged."""
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as folder:
-        rows, samples = read_bundle_records(Path(folder))
+        try:
+            rows, samples = read_bundle_records(Path(folder))
+        except UserError as exc:
+            warnings.warn(f"{exc}; the bundle starts over", stacklevel=2)
+            return []
     blank = np.zeros((64, 28, 28), dtype=np.uint8)
     return [RunResult({k: v for k, v in r.items() if k != CURVE_KEY},
                       samples.get(r["run_id"], blank), r.get(CURVE_KEY) or []) for r in rows]
-
-
-class _StudyCallback:
-    """Driver side: checkpoints -> results table and samples; prints progress."""
-
-    def __init__(self, table: ResultsTable, total: int) -> None:
-        self.table = table
-        self.total = total
-        self.start = time.monotonic()
-        self.done_at_start = len(table.rows)
-        self.trial_errors = 0
-        self.last_print = 0.0
-
-    def checkpoint(self, trial_id: str, bundle: str, folder: Path) -> None:
-        rows, samples = read_bundle_records(folder)
-        if samples:
-            write_samples(samples, self.table.study_dir, bundle)
-        self.table.add(rows)
-        self.progress()
-
-    def progress(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_print < 2.0:
-            return
-        self.last_print = now
-        done = len(self.table.rows)
-        counts = self.table.status_counts()
-        elapsed = now - self.start
-        new = done - self.done_at_start
-        left = "?"
-        if new > 0 and done < self.total:
-            left = _fmt_seconds(elapsed / new * (self.total - done))
-        elif done >= self.total:
-            left = "0s"
-        print(f"[{self.table.study}] {done}/{self.total} runs (ok {counts['ok']}, diverged "
-              f"{counts['diverged']}, failed {counts['failed']}), trial errors "
-              f"{self.trial_errors}, {_fmt_seconds(elapsed)} elapsed, ~{left} left", flush=True)
-
-
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 @dataclass(frozen=True)
@@ -249,60 +325,48 @@ class SweepOutcome:
 
 
 def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
-    """Launch (or resume) a study on Ray Tune; return its table and unfinished runs when it ends."""
+    """Launch (or resume) a study on Ray Tune; return its table and unfinished runs when it ends.
+
+    Everything the study already holds is read and checked before Ray starts: a second driver
+    of the study, Tune records of another study where this one's go, a
+    damaged table or study.json are each a one-line UserError, and nothing is written.
+    """
     configure_ray_env(local=options.address is None or _is_loopback(options.address))
+    _check_writable(options.study_dir)
+    lock = acquire_driver_lock(options.study_dir, options.study)
+    try:
+        return _sweep(space, options)
+    finally:
+        lock.release()
+
+
+def _sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
+    global _ACTIVE
     from ray import tune
 
     runs = list(space.runs)
-    study_dir = options.study_dir
-    tune_dir = study_dir / "tune"
-    storage = options.storage or str(study_dir)
-    experiment = f"{storage.rstrip('/')}/tune"
-    _check_study_state(study_dir, tune_dir, runs, options, experiment)
-    start_ray(options.address, options.num_cpus)
+    run_ids = [r.run_id() for r in runs]
+    place = options.place
+    study_dir, experiment = place.study_dir, place.experiment
+    uid = check_study_state(place, options.resume, run_ids, tune.Tuner.can_restore)
+    table = ResultsTable(study_dir, options.study, run_ids=run_ids)
+    start_ray(options.address, options.num_cpus, options.verbose)
     inputs = prepare_inputs(datasets_of(runs), options.data_dir)
-    workers = _worker_slots(options)
-    bundles = plan_bundles(runs, options.bundle_size, workers)
+    bundles = plan_bundles(runs, options.bundle_size, _worker_slots(options))
     write_study_info(study_dir, {
-        "study": options.study, "description": space.description,
+        "study": options.study, "study_uid": uid, "description": space.description,
         "spaces": sorted({b.source for b in space.blocks}), "overrides": space.overrides,
-        "run_ids": [r.run_id() for r in runs], "n_runs": len(runs), "n_bundles": len(bundles),
+        "run_ids": run_ids, "n_runs": len(runs), "n_bundles": len(bundles),
         "classifier_accuracy": {k: v.classifier_state["test_accuracy"] for k, v in inputs.items()},
+        "storage": place.storage,
         "tune_experiment": experiment,
     })
-    global _ACTIVE
-    table = ResultsTable(study_dir, options.study)
-    if options.resume and "://" not in experiment:
-        recovered = recover_unrecorded(table, Path(experiment))
-        if recovered:
-            table.flush()
-            print(f"[{options.study}] {recovered} finished runs were only in Tune's checkpoints "
-                  "(the last sweep was killed); added them to the table", file=sys.stderr)
-    _ACTIVE = progress = _StudyCallback(table, len(runs))
-    trainable = tune.with_resources(
-        tune.with_parameters(_trainable, inputs=inputs),
-        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
-    )
-    if options.resume and tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
-    else:
-        param_space = {"runs": tune.grid_search([[r.to_dict() for r in b] for b in bundles]),
-                       "cpus": options.cpus_per_trial, "gpus": options.gpus_per_trial,
-                       "fuse": options.fuse}
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(reuse_actors=True,
-                                        max_concurrent_trials=options.max_concurrent,
-                                        trial_dirname_creator=_dirname),
-            run_config=tune.RunConfig(
-                name="tune", storage_path=storage, verbose=0, callbacks=[StudyCallback()],
-                failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
+    claim_experiment(experiment, {"study": options.study, "study_uid": uid,
+                                  "study_dir": str(study_dir), "host": socket.gethostname()})
+    _ACTIVE = progress = StudyProgress(table, len(runs), node_status)
+    _recover(table, options, progress)
     try:
-        grid = tuner.fit()
+        grid = _tuner(options, bundles, inputs).fit()
     finally:
         _ACTIVE = None
         table.flush()
@@ -311,13 +375,58 @@ def run_sweep(space: SearchSpace, options: SweepOptions) -> SweepOutcome:
     return SweepOutcome(table, unfinished)
 
 
+def _recover(table: ResultsTable, options: SweepOptions, progress: StudyProgress) -> None:
+    """On --resume, add the study's runs that only Tune's checkpoints hold to the table."""
+    if table.foreign:
+        progress.say(f"{table.foreign} rows of runs outside this study were dropped from its "
+                     "table (an earlier version mixed studies that shared --storage)")
+    experiment = options.place.experiment
+    if not options.resume or "://" in experiment:
+        return
+    recovered = recover_unrecorded(table, Path(experiment))
+    table.flush()
+    if recovered:
+        progress.say(f"{recovered} finished runs were only in Tune's checkpoints (the last "
+                     "driver was killed); added them to the table")
+
+
+def _tuner(options: SweepOptions, bundles: list[list[RunConfig]],
+           inputs: dict[str, SharedInputs]) -> Any:
+    """A new Tuner for the study's bundles, or the restored one on --resume."""
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, inputs=inputs),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+    )
+    experiment = options.place.experiment
+    if options.resume and tune.Tuner.can_restore(experiment):
+        return tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    storage, name = experiment.rsplit("/", 1)
+    param_space = {"runs": tune.grid_search([[r.to_dict() for r in b] for b in bundles]),
+                   "cpus": options.cpus_per_trial, "gpus": options.gpus_per_trial,
+                   "fuse": options.fuse}
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(reuse_actors=True,
+                                    max_concurrent_trials=options.max_concurrent,
+                                    trial_dirname_creator=_dirname),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=0, callbacks=[StudyCallback()],
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
 # The driver's study state. Tuner.restore unpickles the callbacks of the original launch, so
 # the callback holds no state of its own and forwards to whatever study this process runs now.
-_ACTIVE: _StudyCallback | None = None
+_ACTIVE: StudyProgress | None = None
 
 
 class StudyCallback(Callback):
-    """Forwards Tune's checkpoint and error events to the active study (see ``_ACTIVE``)."""
+    """Forwards Tune's checkpoint, result and error events to the active study (``_ACTIVE``)."""
 
     def __getstate__(self) -> dict:
         return {}
@@ -328,33 +437,59 @@ class StudyCallback(Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: ANN001
         if _ACTIVE is None:
             return
-        bundle = bundle_id([RunConfig(**d) for d in trial.config["runs"]])
         with checkpoint.as_directory() as folder:
-            _ACTIVE.checkpoint(trial.trial_id, bundle, Path(folder))
+            _ACTIVE.checkpoint(trial.trial_id, _bundle(trial), Path(folder))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        if _ACTIVE is not None:
+            _ACTIVE.result(trial.trial_id, _bundle(trial), result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
-        _report_failure(trial, "retrying from its last checkpoint")
+        _report_failure(trial, retrying=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        _report_failure(trial, "for good; its unfinished runs are recorded as failed")
+        _report_failure(trial, retrying=False)
 
 
-def _report_failure(trial: Any, outcome: str) -> None:
+def _bundle(trial: Any) -> str:
+    return bundle_id([RunConfig(**d) for d in trial.config["runs"]])
+
+
+def _report_failure(trial: Any, retrying: bool) -> None:
     if _ACTIVE is None:
         return
-    _ACTIVE.trial_errors += 1
-    print(f"[{_ACTIVE.table.study}] trial {trial.trial_id} failed "
-          f"({_first_line(trial.error_file)}); {outcome}", file=sys.stderr, flush=True)
-    _ACTIVE.progress(force=True)
+    tries = getattr(getattr(trial, "run_metadata", None), "num_failures", 0)
+    _ACTIVE.failure(trial.trial_id, _bundle(trial), _error_line(trial.error_file), retrying,
+                    tries)
 
 
-def _first_line(error_file: str | None) -> str:
+def _error_line(error_file: str | None) -> str:
     """The last line of a Tune error file: the exception, without the traceback."""
     try:
         lines = [ln for ln in Path(error_file).read_text().splitlines() if ln.strip()]
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):
         return "see Ray's logs"
-    return lines[-1][:200] if lines else "see Ray's logs"
+    return lines[-1].strip() if lines else "see Ray's logs"
+
+
+def node_status(node_id: str) -> tuple[str, bool]:
+    """A Ray node's address and whether it is lost: marked dead by Ray, or its raylet does not
+    answer (Ray marks a node dead only after missed health checks, seconds later)."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            host, port = node.get("NodeManagerAddress", "?"), node.get("NodeManagerPort", 0)
+            return f"{host}:{port}", not node.get("Alive") or not _answers(host, port)
+    return node_id[:12], False
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return True
+    except OSError:
+        return False
 
 
 def _dirname(trial: Any) -> str:
@@ -373,25 +508,10 @@ def _worker_slots(options: SweepOptions) -> int:
     return max(1, math.floor(slots))
 
 
-def _check_study_state(study_dir: Path, tune_dir: Path, runs: list[RunConfig],
-                       options: SweepOptions, experiment: str) -> None:
-    from ray import tune
-
-    info = read_study_info(study_dir)
-    exists = bool(info) or tune_dir.exists()
-    if exists and not options.resume:
-        raise UserError(f"{study_dir}: study {options.study!r} exists; add --resume to finish it, "
-                        "or choose another --study name")
-    if options.resume:
-        if not exists or not tune.Tuner.can_restore(experiment):
-            raise UserError(f"{study_dir}: nothing to resume for study {options.study!r}; "
-                            "launch it without --resume")
-        if info and sorted(info.get("run_ids", [])) != sorted(r.run_id() for r in runs):
-            raise UserError(f"{study_dir}: the search space differs from the one this study was "
-                            "launched with; resume with the same files and --set values")
+def _check_writable(study_dir: Path) -> None:
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
-        probe = study_dir / ".write-test"
+        probe = study_dir / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
@@ -405,14 +525,15 @@ def _account_for_missing(table: ResultsTable, runs: list[RunConfig], grid: Any) 
     errors = {}
     for result in grid:
         if result.error is not None:
-            message = str(result.error).strip().splitlines()
+            lines = str(result.error).strip().splitlines()
+            message = one_line(f"trial error: {lines[-1] if lines else type(result.error)}", 300)
             for d in result.config.get("runs", []):
-                errors[RunConfig(**d).run_id()] = f"trial error: {message[-1] if message else ''}"
+                errors[RunConfig(**d).run_id()] = message
     missing = [r for r in runs if r.run_id() not in table.rows]
     failed = [r for r in missing if r.run_id() in errors]
     if failed:
         table.add([failed_result(r, errors[r.run_id()]).row for r in failed])
-        print(f"{len(failed)} runs recorded as failed (their trials errored); "
-              "`gridstudy sweep ... --resume` re-runs them", file=sys.stderr)
+        print(f"[{table.study}] {len(failed)} runs recorded as failed (their bundles were given "
+              "up); `gridstudy sweep ... --resume` runs them again", file=sys.stderr)
     table.flush()
     return len(missing) - len(failed)

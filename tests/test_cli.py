@@ -1,6 +1,7 @@
 """The command line: help, one trial end to end, and bad input as one line with exit code 2."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridstudy.cli import build_parser, main
-from gridstudy.results import write_samples, write_table
+from gridstudy.cli import EXIT_CODES, build_parser, main
+from gridstudy.results import ResultsTable, write_samples, write_table
 from tests.synthetic import make_results
 
 SMOKE = str(Path(__file__).parent.parent / "search_spaces" / "smoke.yaml")
@@ -28,6 +29,33 @@ def test_help_lists_every_command():
     done = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep", "--help"],
                           capture_output=True, text=True, check=True)
     assert "--address" in done.stdout and "--resume" in done.stdout
+
+
+def test_help_and_readme_document_every_exit_code():
+    sweep_help = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep", "--help"],
+                                capture_output=True, text=True, check=True).stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for code in (0, 1, 2, 3, 130):
+        assert re.search(rf"^  {code} +\S", EXIT_CODES, re.M)
+        assert re.search(rf"^  {code} +\S", sweep_help, re.M)
+        assert re.search(rf"^\| `{code}` \|", readme, re.M), f"README lacks exit code {code}"
+
+
+@pytest.mark.parametrize("statuses, unfinished, code", [
+    (["ok", "diverged"], 0, 0), (["ok", "failed", "failed"], 0, 3), (["ok", "failed"], 2, 130)])
+def test_sweep_exit_code_says_how_the_study_ended(tmp_path, monkeypatch, capsys, statuses,
+                                                  unfinished, code):
+    from gridstudy import tune
+
+    def fake_sweep(space, options):
+        table = ResultsTable(tmp_path, options.study)
+        table.rows = {f"r{i}": {"run_id": f"r{i}", "status": s} for i, s in enumerate(statuses)}
+        return tune.SweepOutcome(table, unfinished)
+
+    monkeypatch.setattr(tune, "run_sweep", fake_sweep)
+    got, _, err = run(["sweep", SMOKE, "--study", "s", "--results-dir", str(tmp_path)], capsys)
+    assert got == code
+    assert ("2 runs failed" in err) == (code == 3)
 
 
 def test_trial_writes_config_result_and_samples(tmp_path, capsys):
@@ -76,6 +104,10 @@ def test_trial_writes_its_training_curve_and_its_plot(tmp_path, capsys):
      "unreachable"),
     (["query", "{tmp}", "--columns", "x"], "no results table"),
     (["classifier", "evaluate"], "needs --data-dir"),
+    (["sweep", SMOKE, "--study", "../up", "--results-dir", "{tmp}"], "--study '../up': use"),
+    (["sweep", SMOKE, "--study", "s", "--max-failures", "-1"], "--max-failures: must be >= 0"),
+    (["sweep", SMOKE, "--study", "s", "--results-dir", "{tmp}", "--storage", "{tmp}"],
+     "is the results folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     (tmp_path / "file").write_text("")

@@ -1,6 +1,8 @@
 """The results table: typed round trip, atomic writes, corrupt files, query, samples."""
 
 import math
+import re
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,9 @@ from gridstudy.results import (
     load_results,
     load_samples,
     query_results,
+    read_bundle_records,
     read_study_info,
+    rebuild_results,
     recover_unrecorded,
     rows_to_frame,
     sample_run_ids,
@@ -214,3 +218,78 @@ def test_recovery_and_export_keep_the_curves(tmp_path):
     assert len(load_curves(tmp_path / "study")) == 4
     counts = export_study(tmp_path / "study", tmp_path / "copy")
     assert counts["curves"] == 2 and len(load_curves(tmp_path / "copy")) == 4
+
+
+def checkpoint(folder, rows, value=0):
+    folder.mkdir(parents=True)
+    write_bundle_records(folder, rows, {r["run_id"]: np.full((64, 28, 28), value, np.uint8)
+                                        for r in rows})
+
+
+def test_recovery_and_rebuild_read_only_the_studys_own_runs(tmp_path):
+    own = [row(model="gan", lr=lr) for lr in (1e-2, 1e-3)]
+    foreign = [row(model="ebgan", seed=s) for s in range(3)]
+    experiment = tmp_path / "shared"
+    checkpoint(experiment / "bundle_1" / "checkpoint_000000", own[:1] + foreign[:1])
+    checkpoint(experiment / "bundle_2" / "checkpoint_000000", foreign[1:])
+    checkpoint(experiment / "bundle_3" / "checkpoint_000000", own[1:])
+    (experiment / "bundle_3" / "checkpoint_000001").mkdir()  # a damaged newer checkpoint
+    (experiment / "bundle_3" / "checkpoint_000001" / "rows.json").write_text("[{")
+    ids = [r["run_id"] for r in own]
+    table = ResultsTable(tmp_path / "a", "a", run_ids=ids)
+    assert recover_unrecorded(table, experiment) == 2
+    assert set(table.rows) == set(ids) and set(load_samples(tmp_path / "a")) == set(ids)
+    write_study_info(tmp_path / "a", {"study": "a", "run_ids": ids,
+                                      "tune_experiment": str(experiment)})
+    (tmp_path / "a" / "runs.parquet").write_bytes(b"PAR1 torn")
+    rebuilt = rebuild_results(tmp_path / "a")
+    assert set(rebuilt.rows) == set(ids) and set(load_results(tmp_path / "a")["study"]) == {"a"}
+    assert (tmp_path / "a" / "runs.parquet.damaged").read_bytes() == b"PAR1 torn"
+
+
+def test_a_table_keeps_only_its_studys_runs(tmp_path):
+    rows = [row(lr=1e-3), row(lr=1e-4, study="other")]
+    write_table(rows_to_frame(rows), tmp_path)
+    table = ResultsTable(tmp_path, "s", run_ids=[rows[0]["run_id"]])
+    assert list(table.rows) == [rows[0]["run_id"]] and table.foreign == 1
+    table.add(rows)
+    table.flush()
+    assert list(load_results(tmp_path)["run_id"]) == [rows[0]["run_id"]]
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"model": ["gan"], "status": ["ok"]}), "no run_id column"),
+    (pd.DataFrame({"run_id": ["a", "a"], "model": "gan", "status": "ok"}), "run a appears twice"),
+    (pd.DataFrame({"run_id": ["a", None], "model": "gan", "status": "ok"}), "missing or not text"),
+    (pd.DataFrame({"run_id": ["a"], "model": "gan", "status": ["done"]}), "unknown status 'done'"),
+])
+def test_a_table_without_the_columns_readers_rely_on_is_refused(tmp_path, frame, message):
+    frame.to_parquet(tmp_path / "runs.parquet")
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_results(tmp_path)
+
+
+def test_checkpoint_samples_are_checked_before_they_are_read(tmp_path):
+    rows = [row()]
+    checkpoint(tmp_path / "c", rows)
+    assert read_bundle_records(tmp_path / "c")[0] == rows
+    big = np.lib.format.header_data_from_array_1_0(np.zeros((64, 28, 28), np.uint8))
+    big["shape"] = (10**9, 28, 28)  # a forged header: reading it must allocate nothing
+    with (zipfile.ZipFile(tmp_path / "c" / "samples.npz", "w") as archive,
+          archive.open(f"{rows[0]['run_id']}.npy", "w") as f):
+        np.lib.format.write_array_header_1_0(f, big)
+    with pytest.raises(UserError, match=r"uint8 \(1000000000, 28, 28\), not uint8"):
+        read_bundle_records(tmp_path / "c")
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"\xff\xfe{", "corrupt study file (UnicodeDecodeError)"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"run_ids": "abc"}', "run_ids is not a list"),
+    (b'{"run_ids": [1]}', "non-text id"),
+])
+def test_a_damaged_study_file_is_one_line(tmp_path, text, message):
+    (tmp_path / "study.json").write_bytes(text)
+    with pytest.raises(UserError) as info:
+        read_study_info(tmp_path)
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,6 +1,7 @@
-"""Studies on a real local Ray instance: end to end, loopback only, resume, rebuild.
+"""Studies on Ray Tune: the trainable alone, then end to end on a real local Ray instance
+(loopback only, resume, rebuild, isolation of studies sharing a storage folder).
 
-Marked slow: each starts Ray (a few seconds) and trains tiny runs.
+The end-to-end tests are marked slow: each starts Ray (a few seconds) and trains tiny runs.
 """
 
 import ipaddress
@@ -10,15 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
-from gridstudy.results import load_results, load_samples
+from gridstudy.results import load_results, load_samples, write_table
 from gridstudy.spaces import load_space
-
-pytestmark = pytest.mark.slow
 
 TINY = """
 blocks:
@@ -57,6 +59,7 @@ def is_loopback(address: str) -> bool:
     return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
+@pytest.mark.slow
 def test_four_run_study_end_to_end_on_loopback_only(tmp_path):
     import ray
 
@@ -90,6 +93,7 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
                             start_new_session=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_resume_after_the_driver_is_killed(tmp_path):
     space = space_file(tmp_path, steps=400)
     results = tmp_path / "results"
@@ -116,6 +120,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         assert after.set_index("run_id").loc[run_id, "started_at"] == started
 
 
+@pytest.mark.slow
 def test_rebuild_a_corrupt_table_from_tunes_records(tmp_path):
     results = tmp_path / "results"
     done = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep",
@@ -153,10 +158,15 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
-def test_a_killed_worker_is_retried_and_every_run_recorded_once(tmp_path):
+RAY_NOISE = re.compile(r"\(raylet\)|\x1b\[|Trials did not complete|Traceback|\bERROR\b")
+
+
+@pytest.mark.slow
+def test_a_bundle_given_up_fails_its_runs_exits_3_and_resume_finishes_them(tmp_path):
     results = tmp_path / "results"
-    driver = cli("sweep", str(space_file(tmp_path, steps=300)), "--study", "k", "--results-dir",
-                 str(results), "--bundle-size", "2", "--num-cpus", "2", "--no-fuse")
+    args = [str(space_file(tmp_path, steps=300)), "--study", "k", "--results-dir", str(results),
+            "--bundle-size", "2", "--num-cpus", "2", "--no-fuse"]
+    driver = cli("sweep", *args, "--max-failures", "0")
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and time.monotonic() < deadline and driver.poll() is None:
@@ -168,13 +178,21 @@ def test_a_killed_worker_is_retried_and_every_run_recorded_once(tmp_path):
         time.sleep(0.2)
     assert killed is not None, "no trial worker appeared"
     output = driver.communicate(timeout=300)[0]
-    assert driver.returncode == 0, output
-    assert re.search(r"trial errors [1-9]", output), output
+    assert driver.returncode == 3, output
+    assert re.search(r"\[k\] the worker of bundle \w+ died; bundle \w+ is given up after 1 "
+                     r"tries \(0 of 1 runs done\)", output), output
+    assert "runs failed; their errors are in the table" in output
+    assert not RAY_NOISE.search(output), output
     frame = load_results(results / "k")
-    assert len(frame) == 4 and frame["run_id"].is_unique
-    assert set(frame["status"]) == {"ok"}
+    assert len(frame) == 4 and frame["run_id"].is_unique and "failed" in set(frame["status"])
+    resumed = cli("sweep", *args, "--resume")
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    frame = load_results(results / "k")
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_unfinished_runs_for_resume_not_failed(tmp_path):
     results = tmp_path / "results"
     args = [str(space_file(tmp_path, steps=400)), "--study", "i", "--results-dir", str(results),
@@ -195,6 +213,7 @@ def test_ctrl_c_leaves_unfinished_runs_for_resume_not_failed(tmp_path):
     assert len(load_results(results / "i")) == 4
 
 
+@pytest.mark.slow
 def test_joins_a_running_cluster_with_address(tmp_path):
     import socket
 
@@ -228,3 +247,76 @@ def test_joins_a_running_cluster_with_address(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+
+
+@pytest.mark.slow
+def test_studies_sharing_a_storage_folder_each_keep_their_own_runs(tmp_path):
+    """Issue 16: a resumed study picked up another study's runs from a shared --storage."""
+    import ray
+
+    from gridstudy.tune import SweepOptions, run_sweep
+
+    spaces = {"a": load_space([space_file(tmp_path)]),
+              "b": load_space([space_file(tmp_path, steps=3, name="b.yaml")])}
+    common = {"results_dir": tmp_path / "results", "storage": str(tmp_path / "storage"),
+              "num_cpus": 2, "bundle_size": 2}
+    try:
+        for name, space in spaces.items():
+            run_sweep(space, SweepOptions(study=name, **common))
+        assert sorted(p.name for p in (tmp_path / "storage").iterdir()) == ["a", "b"]
+        stray = load_results(tmp_path / "results" / "b").iloc[:1]
+        for name in spaces:  # lose runs (a killed driver) and add a stray row of b to a's table
+            frame = load_results(tmp_path / "results" / name).iloc[:2]
+            write_table(frame if name == "b" else pd.concat([frame, stray]),
+                        tmp_path / "results" / name)
+        for name, space in spaces.items():
+            run_sweep(space, SweepOptions(study=name, resume=True, **common))
+    finally:
+        ray.shutdown()
+    for name, space in spaces.items():
+        frame = load_results(tmp_path / "results" / name)
+        assert sorted(frame["run_id"]) == sorted(r.run_id() for r in space.runs)
+        assert set(frame["study"]) == {name}
+
+
+def test_trial_warnings_travel_with_its_reports_once_each(monkeypatch, tmp_path, capsys):
+    """Issue 14: warnings raised in a trial reach the driver's terminal, once each."""
+    from ray import tune as ray_tune
+
+    from gridstudy import tune
+    from gridstudy.progress import StudyProgress
+    from gridstudy.results import ResultsTable
+    from gridstudy.study import failed_result
+
+    reports = []
+    monkeypatch.setattr(ray_tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(ray_tune, "report", lambda m, checkpoint=None: reports.append(
+        (m, checkpoint)))
+    monkeypatch.setattr(tune, "_node_label", lambda: "node-1")
+
+    def train_bundle(runs, inputs, *, device, done, on_run_done, fuse):
+        warnings.warn("fused training failed (boom); training the bundle one run at a time",
+                      stacklevel=1)
+        results = []
+        for run in runs:
+            warnings.warn("data problem", RuntimeWarning, stacklevel=1)  # twice: sent once
+            results.append(failed_result(run, "x"))
+            on_run_done(results)
+        warnings.warn("after the last run", stacklevel=1)
+        return results
+
+    monkeypatch.setattr(tune, "train_bundle", train_bundle)
+    runs = [RunConfig(lr=1e-3), RunConfig(lr=1e-4)]
+    tune._trainable({"runs": [r.to_dict() for r in runs]})
+    sent = [m for metrics, _ in reports for m in metrics["messages"]]
+    assert sent == ["UserWarning: fused training failed (boom); training the bundle one run at a "
+                    "time", "RuntimeWarning: data problem", "UserWarning: after the last run"]
+    assert reports[0][0] == {"runs_done": 0, "runs_total": 2, "runs_saved": 0, "messages": [],
+                             "node": "node-1"}
+    assert [c is not None for _, c in reports] == [False, False, True, False]
+    progress = StudyProgress(ResultsTable(tmp_path, "s"), 2, lambda node: ("127.0.0.1:1", False))
+    for trial in ("t1", "t2"):  # two trials raising the same warnings
+        for metrics, _ in reports:
+            progress.result(trial, "b1", metrics)
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [f"[s] warning from bundle b1: {m}" for m in sent]
