@@ -34,6 +34,7 @@ class TrialView:
     bundle: str
     node: str | None = None  # Ray node id it runs on
     saved: int = 0  # runs in its newest checkpoint
+    step: int = 0  # steps of the training in progress snapshotted in it
     total: int = 0  # runs in the bundle
     failed_at: float | None = None  # when it last failed, until it reports again
 
@@ -74,6 +75,7 @@ class StudyProgress:
         view = self.view(trial_id, bundle)
         view.node = result.get("node") or view.node
         view.saved = int(result.get("runs_saved", view.saved))
+        view.step = int(result.get("snapshot_step", view.step))
         view.total = int(result.get("runs_total", view.total))
         for text in result.get("messages") or []:
             if text not in self.messages:
@@ -83,7 +85,8 @@ class StudyProgress:
             address = self.node_status(view.node)[0] if view.node else "?"
             self.say(f"bundle {bundle} resumed on node {address} "
                      f"{time.monotonic() - view.failed_at:.1f} s after it stopped "
-                     f"({view.saved} of {view.total} runs done)")
+                     f"({view.saved} of {view.total} runs done"
+                     + (f", the next from step {view.step:,})" if view.step else ")"))
             view.failed_at = None
 
     def failure(self, trial_id: str, bundle: str, error: str, retrying: bool, tries: int) -> None:
@@ -93,6 +96,8 @@ class StudyProgress:
         view.failed_at = time.monotonic()
         address, lost = self.node_status(view.node) if view.node else ("?", False)
         done = f"{view.saved} of {view.total or '?'} runs done"
+        if view.step:
+            done += f", the next at step {view.step:,}"
         if lost:
             cause, where = f"node {address} lost", "on another worker"
         elif _WORKER_GONE.search(error):

@@ -46,6 +46,7 @@ from gridstudy.results import (
     write_bundle_records,
     write_study_info,
 )
+from gridstudy.snapshot import PeriodicSnapshots, load_snapshot, save_snapshot
 from gridstudy.spaces import SearchSpace
 from gridstudy.study import (
     SharedInputs,
@@ -60,6 +61,7 @@ from gridstudy.study import (
 from gridstudy.train import RunResult
 
 LOOPBACK = "127.0.0.1"
+SNAPSHOT_FILE = "snapshot.pt"  # training in progress, beside a checkpoint's finished runs
 CHECKPOINT_SECONDS = 10.0  # a trial checkpoints its bundle at most this often, and at its end
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name on every system
 
@@ -236,27 +238,40 @@ def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outbox = _Outbox(caught)
-        done = _load_checkpoint(tune.get_checkpoint())
+        done, resume = _load_checkpoint(tune.get_checkpoint())
         saved = len(done)  # runs in the newest checkpoint
-        tune.report(_metrics(done, runs, saved, outbox, node=_node_label()))
-        last = time.monotonic()
+        step = resume["step"] if resume else 0  # of the training in progress it holds
+        tune.report(_metrics(done, runs, saved, outbox, node=_node_label(), step=step))
+        last, finished = time.monotonic(), done
+
+        def checkpoint(results: list[RunResult], snapshot: dict[str, Any] | None) -> None:
+            nonlocal last, saved
+            last, saved = time.monotonic(), len(results)
+            with tempfile.TemporaryDirectory() as tmp:
+                write_bundle_records(Path(tmp), *rows_and_samples(results))
+                if snapshot is not None:
+                    save_snapshot(Path(tmp) / SNAPSHOT_FILE, snapshot)
+                tune.report(_metrics(results, runs, saved, outbox,
+                                     step=snapshot["step"] if snapshot else 0),
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
 
         def report(results: list[RunResult]) -> None:
             # Checkpoint every CHECKPOINT_SECONDS and at the bundle's end: a crash loses at most
             # that much work, and tiny runs do not pay a checkpoint each.
-            nonlocal last, saved
+            nonlocal finished
+            finished = list(results)
             if len(results) < len(runs) and time.monotonic() - last < CHECKPOINT_SECONDS:
                 if outbox.pending():
                     tune.report(_metrics(results, runs, saved, outbox))
                 return
-            last, saved = time.monotonic(), len(results)
-            with tempfile.TemporaryDirectory() as tmp:
-                write_bundle_records(Path(tmp), *rows_and_samples(results))
-                tune.report(_metrics(results, runs, saved, outbox),
-                            checkpoint=tune.Checkpoint.from_directory(tmp))
+            checkpoint(results, None)
 
+        # Training in progress is snapshotted into the same checkpoint, with the runs finished
+        # so far, every SNAPSHOT_SECONDS: a retried trial goes on from there, bit for bit.
+        snapshots = PeriodicSnapshots(lambda state: checkpoint(finished, state))
         results = train_bundle(runs, inputs or {}, device=device, done=done, on_run_done=report,
-                               fuse=bool(config.get("fuse", False)))
+                               fuse=bool(config.get("fuse", False)), snapshots=snapshots,
+                               resume=resume)
         if outbox.pending():
             tune.report(_metrics(results, runs, saved, outbox))
 
@@ -286,9 +301,11 @@ def _warning_text(w: warnings.WarningMessage) -> str:
 
 
 def _metrics(results: list[RunResult], runs: list[RunConfig], saved: int, outbox: _Outbox,
-             node: str | None = None) -> dict[str, Any]:
+             node: str | None = None, step: int | None = None) -> dict[str, Any]:
     metrics: dict[str, Any] = {"runs_done": len(results), "runs_total": len(runs),
                                "runs_saved": saved, "messages": outbox.take()}
+    if step is not None:
+        metrics["snapshot_step"] = step  # steps of the training in progress in the checkpoint
     if node:
         metrics["node"] = node
     return metrics
@@ -301,19 +318,23 @@ def _node_label() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _load_checkpoint(checkpoint: Any) -> list[RunResult]:
-    """The finished runs of a bundle's checkpoint; none (with a warning) if it is damaged."""
+def _load_checkpoint(checkpoint: Any) -> tuple[list[RunResult], dict[str, Any] | None]:
+    """The finished runs of a bundle's checkpoint and its snapshot of training in progress
+    (None without one); nothing (with a warning) where either is damaged."""
     if checkpoint is None:
-        return []
+        return [], None
     with checkpoint.as_directory() as folder:
         try:
             rows, samples = read_bundle_records(Path(folder))
+            snapshot_file = Path(folder) / SNAPSHOT_FILE
+            snapshot = load_snapshot(snapshot_file) if snapshot_file.exists() else None
         except UserError as exc:
             warnings.warn(f"{exc}; the bundle starts over", stacklevel=2)
-            return []
+            return [], None
     blank = np.zeros((64, 28, 28), dtype=np.uint8)
     return [RunResult({k: v for k, v in r.items() if k != CURVE_KEY},
-                      samples.get(r["run_id"], blank), r.get(CURVE_KEY) or []) for r in rows]
+                      samples.get(r["run_id"], blank), r.get(CURVE_KEY) or [])
+            for r in rows], snapshot
 
 
 @dataclass(frozen=True)
