@@ -9,6 +9,7 @@ Checkpoints hold tensors only and load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,9 @@ def load_or_train_classifier(data: Dataset, *, epochs: int = 15, verbose: bool =
     path = classifier_path(data, epochs)
     if path.exists():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a damaged file, then raises
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise UserError(f"{path}: corrupt classifier checkpoint ({type(exc).__name__}); "
                             "delete it to retrain") from None

@@ -52,6 +52,7 @@ class DriverLock:
 def acquire_driver_lock(study_dir: Path, study: str) -> DriverLock:
     """Take the study's driver lock, or raise a UserError naming the driver that holds it."""
     path = study_dir / LOCK_FILE
+    study_dir.mkdir(parents=True, exist_ok=True)
     record = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _proc_start(),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "token": uuid.uuid4().hex}

@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+import tokenize
 import zipfile
 import zlib
 from collections import Counter
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.schema import CURVE_COLUMNS, STATUSES
-from gridstudy.config import FIELDS, RunConfig
+from gridstudy.config import FIELDS, config_from_dict
 from gridstudy.errors import UserError, one_line
 
 TABLE = "runs.parquet"
@@ -49,9 +50,20 @@ STUDY_FILE = "study.json"
 REQUIRED_COLUMNS = ("run_id", "model", "status")  # what every reader of a table relies on
 SAMPLE_SHAPE = (64, 28, 28)  # the kept samples of one run, uint8
 _NULLABLE_INT = ("diverged_step", "n_classes_covered")  # integers that may be missing
-# What parsing a damaged file can raise: json, numpy, zipfile and zlib each have their own.
+_DEFAULTS = {name: f.default for name, f in FIELDS.items() if f.default is not None}
+# Types of the table's columns besides the config fields (docs/schema.md): a checkpoint row
+# with another type would make the table unwritable. Columns not listed only need to be scalars.
+_COLUMN_KINDS: dict[str, type] = {
+    **dict.fromkeys(("run_id", "study", "status", "error", "device", "host", "started_at",
+                     "torch_version", "ray_version", "gridstudy_version"), str),
+    **dict.fromkeys(("i_prime", "inception_score", "class_kl_uniform", "frechet_distance",
+                     "precision", "recall", "prob_eps", "loss_d", "loss_g", "train_seconds",
+                     "score_seconds", *_NULLABLE_INT), float),
+}
+# What parsing a damaged file can raise: json, numpy, zipfile and zlib each have their own
+# (numpy parses an .npy header with tokenize and ast, which raise TokenError and SyntaxError).
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError,
-                zipfile.BadZipFile, zlib.error)
+                zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -129,7 +141,11 @@ def _table_problem(frame: pd.DataFrame) -> str | None:
 
 
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows (dicts) to a typed DataFrame: config fields keep their types, NaN stays NaN."""
+    """Rows (dicts) to a typed DataFrame: config fields keep their types, NaN stays NaN.
+
+    A row without a config field (one written before the field existed) gets its default.
+    """
+    rows = [{**_DEFAULTS, **row} if set(_DEFAULTS) - row.keys() else row for row in rows]
     frame = pd.DataFrame.from_records(rows)
     if frame.empty:
         return frame
@@ -192,7 +208,7 @@ def load_samples(study_dir: str | Path, run_ids: list[str] | None = None) -> dic
                 for key in archive.files:
                     if wanted is None or key in wanted:
                         found[key] = archive[key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        except _READ_ERRORS:
             continue  # a torn sample file loses pictures, never rows
     return found
 
@@ -381,20 +397,50 @@ def _rows_problem(rows: Any) -> str | None:
     for row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("run_id"), str):
             return "a row without a run_id"
-        if row.get("status") not in STATUSES:
-            return f"run {one_line(row['run_id'], 40)} has no known status"
-        if any(isinstance(v, (list, dict)) for k, v in row.items() if k != CURVE_KEY):
-            return f"run {one_line(row['run_id'], 40)} has a nested value"
-        curve = row.get(CURVE_KEY, [])
-        if not isinstance(curve, list) or not all(
-                isinstance(p, dict) and p.get("run_id") == row["run_id"]
-                and not any(isinstance(v, (list, dict)) for v in p.values()) for p in curve):
-            return f"run {one_line(row['run_id'], 40)} has a malformed curve"
-        try:
-            RunConfig(**{k: row[k] for k in FIELDS if k in row})
-        except (UserError, TypeError, ValueError, OverflowError):
-            return f"run {one_line(row['run_id'], 40)} has an invalid config"
+        problem = _row_problem(row)
+        if problem:
+            return f"run {one_line(row['run_id'], 40)} {problem}"
     return None
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """What keeps ``row`` out of a table (one whose values Parquet could not store), or None."""
+    if row.get("status") not in STATUSES:
+        return "has no known status"
+    curve = row.get(CURVE_KEY, [])
+    if not isinstance(curve, list) or not all(
+            isinstance(p, dict) and p.get("run_id") == row["run_id"]
+            and all(isinstance(v, (str, int, float, bool, type(None))) for v in p.values())
+            for p in curve):
+        return "has a malformed curve"
+    for key, value in row.items():
+        if key == CURVE_KEY:
+            continue
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            return f"has a nested value in {one_line(str(key), 40)}"
+        kind = _COLUMN_KINDS.get(key)
+        if kind is str and not isinstance(value, (str, type(None))):
+            return f"has a non-text {key}"
+        if kind is float and not _is_number(value, integer=key in _NULLABLE_INT):
+            return f"has a non-numeric {key}"
+    try:
+        config = config_from_dict({k: row[k] for k in FIELDS if k in row}, "row")
+    except (UserError, TypeError, ValueError, OverflowError):
+        return "has an invalid config"
+    if any(abs(v) >= 2 ** 63 for v in config.to_dict().values() if isinstance(v, int)):
+        return "has an integer too large for the table"
+    return None
+
+
+def _is_number(value: Any, integer: bool) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if integer:  # stored as nullable Int64: NaN means missing, anything else a whole number
+        return isinstance(value, int) and abs(value) < 2 ** 63 or math.isnan(value) or (
+            math.isfinite(value) and value.is_integer() and abs(value) < 2 ** 63)
+    return True
 
 
 def _read_samples(path: Path) -> dict[str, np.ndarray]:
@@ -437,8 +483,12 @@ def read_tune_records(experiment: Path, run_ids: Collection[str] | None = None,
     ``run_ids``, only those runs' rows and samples are returned: the one place where a study's
     records are told apart from anything else in the folder.
     """
-    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+    wanted = frozenset(run_ids) if run_ids is not None else None
+    for trial_dir in _trial_dirs(experiment):
+        try:
+            checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        except OSError:  # an unreadable folder holds no records we can use
+            continue
         for checkpoint in reversed(checkpoints):
             try:
                 rows, samples = read_bundle_records(checkpoint)
@@ -446,11 +496,19 @@ def read_tune_records(experiment: Path, run_ids: Collection[str] | None = None,
                 if unreadable is not None:
                     unreadable.append(checkpoint)
                 continue
-            if run_ids is not None:
-                rows = [row for row in rows if row["run_id"] in run_ids]
-                samples = {k: v for k, v in samples.items() if k in run_ids}
+            if wanted is not None:
+                rows = [row for row in rows if row["run_id"] in wanted]
+                samples = {k: v for k, v in samples.items() if k in wanted}
             yield trial_dir.name, rows, samples
             break
+
+
+def _trial_dirs(experiment: Path) -> list[Path]:
+    try:
+        return sorted(p for p in experiment.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise UserError(f"{experiment}: cannot read Ray Tune's records "
+                        f"({exc.strerror or type(exc).__name__})") from None
 
 
 def recover_unrecorded(table: ResultsTable, experiment: Path) -> int:
@@ -492,10 +550,10 @@ def rebuild_results(study_dir: Path) -> ResultsTable:
         copy = f"; copy {recorded} to {study_dir / 'tune'}" if "://" in recorded else ""
         raise UserError(f"{experiment}: no Ray Tune records to rebuild from{copy}")
     run_ids = info.get("run_ids")  # None only for a study.json written before they were kept
-    table = _table_to_rebuild(study_dir, info.get("study") or study_dir.name, run_ids)
+    table = _table_to_rebuild(study_dir, info.get("study") or study_dir.name)
     unreadable: list[Path] = []
     found = 0
-    for trial, rows, samples in read_tune_records(experiment, table.run_ids, unreadable):
+    for trial, rows, samples in read_tune_records(experiment, run_ids, unreadable):
         if samples:
             write_samples(samples, study_dir, trial)
         table.add(rows)
@@ -513,15 +571,16 @@ def rebuild_results(study_dir: Path) -> ResultsTable:
     return table
 
 
-def _table_to_rebuild(study_dir: Path, study: str, run_ids: list[str] | None) -> ResultsTable:
-    """The study's table with its readable rows, or empty with a damaged file moved aside."""
+def _table_to_rebuild(study_dir: Path, study: str) -> ResultsTable:
+    """The study's table with every readable row (each was recorded for this study, whatever
+    study.json says now), or empty with a damaged file moved aside."""
     try:
-        return ResultsTable(study_dir, study, run_ids=run_ids)
+        return ResultsTable(study_dir, study)
     except UserError:
         damaged = study_dir / f"{TABLE}.damaged"
         os.replace(study_dir / TABLE, damaged)
         print(f"kept the damaged table as {damaged}", file=sys.stderr)
-        return ResultsTable(study_dir, study, run_ids=run_ids, load_existing=False)
+        return ResultsTable(study_dir, study, load_existing=False)
 
 
 def export_study(source: str | Path, dest: str | Path, *, best: int = 8,

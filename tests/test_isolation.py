@@ -143,3 +143,19 @@ def test_a_fresh_launch_gets_a_new_uid(tmp_path):
     first = check_study_state(place(tmp_path), False, ["r1"], can_restore)
     second = check_study_state(place(tmp_path, study="b"), False, ["r1"], can_restore)
     assert first != second and len(first) == 32
+
+
+def test_a_second_sweep_of_a_running_study_exits_2_naming_the_first(tmp_path, capsys):
+    from gridstudy.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text("model: gan\nfixed: {steps: 5}\n")
+    lock = acquire_driver_lock(tmp_path / "results" / "s", "s")  # a driver of study s runs
+    try:
+        code = main(["sweep", str(space), "--study", "s", "--results-dir",
+                     str(tmp_path / "results")])
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"study 's' is already running: driver pid {os.getpid()} on host" in err

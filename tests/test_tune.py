@@ -320,3 +320,25 @@ def test_trial_warnings_travel_with_its_reports_once_each(monkeypatch, tmp_path,
             progress.result(trial, "b1", metrics)
     printed = capsys.readouterr().err.splitlines()
     assert printed == [f"[s] warning from bundle b1: {m}" for m in sent]
+
+
+def test_ray_lines_stay_off_the_terminal_unless_verbose(monkeypatch, capsys):
+    import logging
+
+    from ray._private import worker
+
+    from gridstudy.tune import quiet_ray
+
+    printed = []
+    monkeypatch.setattr(worker, "print_to_stdstream",
+                        lambda data, ignore_prefix: printed.append(data["lines"]))
+    for name in ("ray", "ray.tune"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    quiet_ray()
+    worker.print_to_stdstream({"lines": ["node marked dead"], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
+    worker.print_to_stdstream({"lines": ["hello"], "pid": 7, "is_err": False},
+                              ignore_prefix=False)
+    logging.getLogger("ray.tune.tune").error("Trials did not complete")
+    assert printed == [["hello"]]
+    assert "Trials did not complete" not in capsys.readouterr().err
