@@ -63,7 +63,8 @@ _COLUMN_KINDS: dict[str, type] = {
 # What parsing a damaged file can raise: json, numpy, zipfile and zlib each have their own
 # (numpy parses an .npy header with tokenize and ast, which raise TokenError and SyntaxError).
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError,
-                zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError)
+                zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError,
+                NotImplementedError)  # zipfile: an unsupported zip version or compression
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

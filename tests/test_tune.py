@@ -312,7 +312,7 @@ def test_trial_warnings_travel_with_its_reports_once_each(monkeypatch, tmp_path,
     assert sent == ["UserWarning: fused training failed (boom); training the bundle one run at a "
                     "time", "RuntimeWarning: data problem", "UserWarning: after the last run"]
     assert reports[0][0] == {"runs_done": 0, "runs_total": 2, "runs_saved": 0, "messages": [],
-                             "node": "node-1"}
+                             "node": "node-1", "snapshot_step": 0}
     assert [c is not None for _, c in reports] == [False, False, True, False]
     progress = StudyProgress(ResultsTable(tmp_path, "s"), 2, lambda node: ("127.0.0.1:1", False))
     for trial in ("t1", "t2"):  # two trials raising the same warnings
