@@ -294,7 +294,7 @@ def test_trial_warnings_travel_with_its_reports_once_each(monkeypatch, tmp_path,
         (m, checkpoint)))
     monkeypatch.setattr(tune, "_node_label", lambda: "node-1")
 
-    def train_bundle(runs, inputs, *, device, done, on_run_done, fuse):
+    def train_bundle(runs, inputs, *, device, done, on_run_done, fuse, snapshots, resume):
         warnings.warn("fused training failed (boom); training the bundle one run at a time",
                       stacklevel=1)
         results = []
