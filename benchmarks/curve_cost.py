@@ -17,7 +17,8 @@ Prints one line per case, then ``curve_overhead=<ratio - 1>`` for the whole set.
 
 Run from the repository root: ``python benchmarks/curve_cost.py [--repeats 3] [--steps 3000]``
 (about 40 minutes on an idle 2-core machine at the defaults) or
-``python benchmarks/curve_cost.py --study results/NAME``.
+``python benchmarks/curve_cost.py --study results/NAME``; ``--quick`` times depth (3, 3) at
+width (100, 32) only, the architecture where the curve's share is largest.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def timed(runs: list[RunConfig], data: torch.Tensor, scorer: Scorer) -> float:
     return time.perf_counter() - start
 
 
-def measure(steps: int, repeats: int) -> None:
+def measure(steps: int, repeats: int, quick: bool = False) -> None:
     torch.set_num_threads(1)
     data = load_dataset("mnist5k")
     scorer = Scorer(prepare_classifier("mnist5k", data=data), data.test_x)
     total_on = total_off = 0.0
-    for arch, (n_g, n_d), model in itertools.product(WIDTHS, CORNERS, ("gan", "ebgan")):
+    widths, corners = (WIDTHS[:1], ((3, 3),)) if quick else (WIDTHS, CORNERS)
+    for arch, (n_g, n_d), model in itertools.product(widths, corners, ("gan", "ebgan")):
         shape = {**arch, "n_layers_g": n_g, "n_layers_d": n_d}
         on, off = bundle(shape, model, steps, 300), bundle(shape, model, steps, 0)
         timed([c.replace(steps=2) for c in on[:2]], data.train_x, scorer)  # warm-up
@@ -94,11 +96,13 @@ def main() -> None:
     parser.add_argument("--study", default=None, help="read the cost off a finished study")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="only depth (3, 3) at width (100, 32), the cheapest runs")
     args = parser.parse_args()
     if args.study:
         study_share(args.study)
     else:
-        measure(args.steps, args.repeats)
+        measure(args.steps, args.repeats, args.quick)
 
 
 if __name__ == "__main__":
