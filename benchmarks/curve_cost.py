@@ -23,18 +23,24 @@ width (100, 32) only, the architecture where the curve's share is largest.
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import statistics
-import time
+import os
 
-import torch
+# One BLAS thread, as in a sweep's worker (Ray sets OMP_NUM_THREADS to a trial's CPUs): the
+# Fréchet distance's matrix products and eigenvalues run in numpy's BLAS, which reads it at import.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from gridstudy.classifier import Scorer, prepare_classifier
-from gridstudy.config import RunConfig
-from gridstudy.data import load_dataset
-from gridstudy.fused import train_fused
-from gridstudy.results import load_results
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from gridstudy.classifier import Scorer, prepare_classifier  # noqa: E402
+from gridstudy.config import RunConfig  # noqa: E402
+from gridstudy.data import load_dataset  # noqa: E402
+from gridstudy.fused import train_fused  # noqa: E402
+from gridstudy.results import load_results  # noqa: E402
 
 WIDTHS = ({"size_g": 100, "size_d": 32}, {"size_g": 200, "size_d": 64})
 CORNERS = ((2, 2), (2, 5), (5, 2), (5, 5))

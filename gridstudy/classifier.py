@@ -39,13 +39,33 @@ class ConvNet(nn.Module):
         self.fc = nn.Linear(FEATURE_DIM, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer (n, 512), in (channel, row, column) order.
+
+        Out of training mode (scoring) the convolutions run in channels-last layout and each
+        ReLU follows its pooling: on one CPU thread that is 2.7 times as fast over 500 samples
+        (benchmarks/curve_cost.py), and it scores every sample of every run, during training and
+        at its end. ReLU commutes with max pooling exactly (it is monotone); the layout changes
+        the convolutions' rounding only (~1e-6).
+        """
         h = x.view(-1, 1, IMAGE_SIDE, IMAGE_SIDE)
-        h = F.max_pool2d(F.relu(self.conv1(h)), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return h.flatten(1)
+        if self.training:
+            h = F.max_pool2d(F.relu(self.conv1(h)), 2)
+            return F.max_pool2d(F.relu(self.conv2(h)), 2).flatten(1)
+        h = F.relu(F.max_pool2d(_conv_channels_last(self.conv1, h), 2))
+        return F.relu(F.max_pool2d(_conv_channels_last(self.conv2, h), 2)).contiguous().flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.features(x)))
+
+
+def _conv_channels_last(conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
+    """``conv(h)`` computed in channels-last layout. The layout is forced by copying into
+    channels-last strides: with one channel, ``.contiguous(memory_format=...)`` keeps the old
+    strides (both layouts are contiguous) and the convolution stays channels-first."""
+    def channels_last(t: torch.Tensor) -> torch.Tensor:
+        return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
+
+    return F.conv2d(channels_last(h), channels_last(conv.weight), conv.bias)
 
 
 @dataclass(frozen=True)

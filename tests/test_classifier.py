@@ -62,3 +62,17 @@ def test_scorer_from_features_matches(small):
     b = Scorer.from_features(classifier, a.real_features)
     samples = small.train_x[:100]
     assert a.score(samples) == b.score(samples)
+
+
+def test_scoring_layout_computes_the_training_features(small):
+    """Scoring runs the convolutions channels-last with ReLU after pooling: the same function
+    as the training layout, to the convolutions' rounding, in the training layout's order."""
+    torch.manual_seed(0)
+    net = ConvNet()
+    x = small.test_x[:64]
+    with torch.no_grad():
+        trained_layout = net.train().features(x)
+        scoring_layout = net.eval().features(x)
+    assert scoring_layout.shape == (64, 512) and scoring_layout.is_contiguous()
+    assert (scoring_layout >= 0).all()
+    torch.testing.assert_close(scoring_layout, trained_layout, rtol=1e-5, atol=1e-5)
