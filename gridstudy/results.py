@@ -103,26 +103,56 @@ def load_curves(path: str | Path, *, configs: bool = False) -> pd.DataFrame:
     if not table.exists():
         raise UserError(f"{table}: no training curves; runs record them when eval_every > 0 "
                         "(studies made before curves existed have none)")
+    rebuild = f"rebuild it with `gridstudy results rebuild {table.parent}`"
     try:
         curves = pd.read_parquet(table)
     except Exception as exc:
-        raise UserError(f"{table}: corrupt curves table ({type(exc).__name__}); rebuild it with "
-                        f"`gridstudy results rebuild {table.parent}`") from None
+        raise UserError(f"{table}: corrupt curves table ({type(exc).__name__}); {rebuild}"
+                        ) from None
+    problem = _curves_problem(curves)
+    if problem is None:
+        try:
+            curves = _typed_curves(curves[list(CURVE_COLUMNS)])
+        except (TypeError, ValueError, OverflowError) as exc:
+            problem = f"a column has values of the wrong type ({type(exc).__name__})"
+    if problem is not None:
+        raise UserError(f"{table}: not a gridstudy curves table ({problem}); {rebuild}")
     if not configs:
         return curves
     runs = load_results(table.parent)
-    keep = [c for c in ("run_id", "study", "model", "status", *FIELDS) if c in runs.columns]
+    keep = [c for c in dict.fromkeys(("run_id", "study", "model", "status", *FIELDS))
+            if c in runs.columns]
     return curves.merge(runs[[c for c in keep if c not in curves.columns or c == "run_id"]],
                         on="run_id", how="left")
 
 
 def curves_to_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
     """Curve points (dicts) to a typed DataFrame, ordered by run and step."""
-    frame = pd.DataFrame.from_records(points, columns=list(CURVE_COLUMNS))
+    return _typed_curves(pd.DataFrame.from_records(points, columns=list(CURVE_COLUMNS)))
+
+
+def _typed_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of a curves table with their types, ordered by run and step."""
     frame = frame.astype({"step": "int64", "n_samples": "int64", "final": "bool"})
     floats = [c for c in CURVE_COLUMNS if c not in ("run_id", "step", "final", "n_samples")]
     frame[floats] = frame[floats].astype("float64")
     return frame.sort_values(["run_id", "step"], kind="stable", ignore_index=True)
+
+
+def _curves_problem(frame: pd.DataFrame) -> str | None:
+    """What makes ``frame`` unusable as a curves table (before its columns are typed), or None."""
+    missing = [c for c in CURVE_COLUMNS if c not in frame.columns]
+    if missing:
+        return f"no {missing[0]} column"
+    if not all(isinstance(v, str) and v for v in frame["run_id"]):
+        return "a run_id is missing or not text"
+    steps = frame["step"]
+    if not pd.api.types.is_integer_dtype(steps) or (steps < 0).any():
+        return "a step is missing, negative or not a whole number"
+    twice = frame.duplicated(["run_id", "step"])
+    if twice.any():
+        return f"run {frame.loc[twice, 'run_id'].iloc[0]} has step {steps[twice].iloc[0]} twice"
+    return None
 
 
 def _table_problem(frame: pd.DataFrame) -> str | None:

@@ -1,12 +1,12 @@
 """Every input file gridstudy reads, fed damaged and made-up versions by hypothesis.
 
-Kinds: search spaces, ``runs.parquet``, ``study.json``, bundle checkpoints (``rows.json`` and
-``samples.npz``), IDX data files and the cached classifier. Each starts from a valid file and
-is emptied, truncated, overwritten with bytes, corrupted in place, re-encoded (text kinds) or
-padded to megabytes; the text kinds also get documents of made-up structure. The reader must
-then either succeed or raise a one-line UserError (exit code 2 from the CLI, no traceback),
-and what was recorded before must still be there. Cases per kind are fixed (``EXAMPLES``) and
-derandomized, so a run is bounded and repeatable.
+Kinds: search spaces, ``runs.parquet``, ``curves.parquet``, ``study.json``, bundle checkpoints
+(``rows.json`` and ``samples.npz``), IDX data files and the cached classifier. Each starts from
+a valid file and is emptied, truncated, overwritten with bytes, corrupted in place, re-encoded
+(text kinds) or padded to megabytes; the text and table kinds also get documents of made-up
+structure. The reader must then either succeed or raise a one-line UserError (exit code 2 from
+the CLI, no traceback), and what was recorded before must still be there. Cases per kind are
+fixed (``EXAMPLES``) and derandomized, so a run is bounded and repeatable.
 """
 
 from __future__ import annotations
@@ -27,11 +27,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analysis.schema import CURVE_COLUMNS
+from analysis.stability import add_stability
 from gridstudy.cli import main
 from gridstudy.config import FIELDS, RunConfig
 from gridstudy.errors import UserError
 from gridstudy.results import (
     ResultsTable,
+    curves_to_frame,
+    load_curves,
     load_results,
     read_bundle_records,
     read_study_info,
@@ -42,7 +46,8 @@ from gridstudy.results import (
 )
 
 EXAMPLES = {"space": 200, "space_structure": 150, "table": 80, "table_structure": 60,
-            "study_file": 120, "checkpoint": 100, "idx": 120, "classifier": 60}
+            "curves": 80, "curves_structure": 60, "study_file": 120, "checkpoint": 100,
+            "idx": 120, "classifier": 60}
 
 
 def fuzz(kind: str) -> settings:
@@ -207,6 +212,65 @@ def test_made_up_results_tables(tmp_path_factory, drop, replace):
     except Exception:  # a column pyarrow cannot store is no file to read
         return
     check_table(folder)
+
+
+# ---- curves.parquet --------------------------------------------------------------------------
+
+def points() -> list[dict]:
+    """Three points of each run of :func:`rows`, as a trainer records them."""
+    return [{"run_id": row["run_id"], "step": step, "final": step == 30, "n_samples": 100,
+             **dict.fromkeys(CURVE_COLUMNS[4:], 0.5 + step / 10)}
+            for row in rows() for step in (10, 20, 30)]
+
+
+def curves_folder(tmp_path):
+    write_table(rows_to_frame(rows()), tmp_path)
+    write_table(curves_to_frame(points()), tmp_path, "curves.parquet")
+    return tmp_path
+
+
+def check_curves(folder) -> None:  # noqa: ANN001
+    """Every reader of the curves: the API, ``query --curves``, a resuming driver's table, the
+    stability measures; a refusal is one line and nothing is rewritten."""
+    before = {name: (folder / name).read_bytes() for name in ("runs.parquet", "curves.parquet")}
+    message = one_line_or_none(lambda: load_curves(folder, configs=True))
+    code, _ = cli("query", str(folder), "--curves", "--group-by", "model", "--agg", "count")
+    assert (code == 2) == (message is not None)
+    assert (one_line_or_none(lambda: ResultsTable(folder, "s")) is None) == (message is None)
+    if message is None:
+        add_stability(load_results(folder), load_curves(folder))
+    assert {name: (folder / name).read_bytes() for name in before} == before
+
+
+@fuzz("curves")
+@given(data=st.data())
+def test_damaged_curves_tables(tmp_path_factory, data):
+    folder = curves_folder(tmp_path_factory.mktemp("curves"))
+    valid = (folder / "curves.parquet").read_bytes()
+    (folder / "curves.parquet").write_bytes(data.draw(damaged(valid)))
+    check_curves(folder)
+
+
+CURVE_VALUES = st.one_of(st.lists(SCALARS, min_size=9, max_size=9),
+                         st.sampled_from([[-1] * 9, [10, 10, 20] * 3, [None] * 9, ["x"] * 9,
+                                          [math.inf] * 9, [True, False, True] * 3]))
+
+
+@fuzz("curves_structure")
+@given(drop=st.sets(st.sampled_from(["run_id", "step", "final", "i_prime", "margin"])),
+       replace=st.dictionaries(st.sampled_from(["run_id", "step", "final", "n_samples",
+                                                "i_prime", "n_classes_covered"]),
+                               CURVE_VALUES, max_size=2))
+def test_made_up_curves_tables(tmp_path_factory, drop, replace):
+    folder = curves_folder(tmp_path_factory.mktemp("curves"))
+    frame = curves_to_frame(points()).drop(columns=list(drop))
+    for column, values in replace.items():
+        frame[column] = pd.Series(values, dtype=object)
+    try:
+        frame.to_parquet(folder / "curves.parquet")
+    except Exception:  # a column pyarrow cannot store is no file to read
+        return
+    check_curves(folder)
 
 
 # ---- study.json ------------------------------------------------------------------------------

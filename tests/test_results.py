@@ -197,6 +197,7 @@ def test_curves_travel_with_their_rows_into_curves_parquet(tmp_path):
     assert len(again.curves[a["run_id"]]) == 3
     joined = load_curves(tmp_path, configs=True)
     assert {"model", "lr", "status", "study"} <= set(joined.columns) and len(joined) == 5
+    assert joined.columns.is_unique  # "model" is a config field too: once, so it can be grouped
     with pytest.raises(UserError, match="no training curves"):
         load_curves(tmp_path / "elsewhere")
     (tmp_path / "curves.parquet").write_bytes(b"PAR1 torn")
