@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a bundle's runs one at a time instead of fused")
     sweep.add_argument("--max-failures", type=int, default=2,
                        help="retries of a failed bundle, e.g. on a lost node (default 2)")
+    sweep.add_argument("--snapshot-seconds", type=float, default=None,
+                       help="wall time between snapshots of a bundle's training in progress, "
+                            "which a retried bundle continues from (default 10)")
     sweep.add_argument("--num-cpus", type=int, default=None,
                        help="CPUs of the local Ray instance (default: all)")
     _add_set_arg(sweep)
@@ -265,7 +268,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
         bundle_size=args.bundle_size, fuse=args.fuse, max_failures=args.max_failures,
         resume=args.resume, data_dir=args.data_dir, num_cpus=args.num_cpus,
-        verbose=args.verbose)
+        verbose=args.verbose,
+        **({} if args.snapshot_seconds is None else {"snapshot_seconds": args.snapshot_seconds}))
     outcome = run_sweep(space, options)
     counts = outcome.table.status_counts()
     print(f"study {args.study}: {len(outcome.table.rows)} runs ({counts['ok']} ok, "

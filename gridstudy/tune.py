@@ -46,7 +46,12 @@ from gridstudy.results import (
     write_bundle_records,
     write_study_info,
 )
-from gridstudy.snapshot import PeriodicSnapshots, load_snapshot, save_snapshot
+from gridstudy.snapshot import (
+    SNAPSHOT_SECONDS,
+    PeriodicSnapshots,
+    load_snapshot,
+    save_snapshot,
+)
 from gridstudy.spaces import SearchSpace
 from gridstudy.study import (
     SharedInputs,
@@ -84,8 +89,12 @@ class SweepOptions:
     data_dir: str | None = None
     num_cpus: int | None = None  # of a local instance; default: all cores
     verbose: bool = False  # let Ray's and Tune's own log lines through
+    snapshot_seconds: float = SNAPSHOT_SECONDS  # wall time between snapshots of training
 
     def __post_init__(self) -> None:
+        if not (self.snapshot_seconds > 0 and math.isfinite(self.snapshot_seconds)):
+            raise UserError(f"--snapshot-seconds {self.snapshot_seconds}: give a positive number "
+                            f"of seconds (default {SNAPSHOT_SECONDS:g})")
         if not STUDY_NAME.fullmatch(self.study):
             raise UserError(f"--study {one_line(repr(self.study), 60)}: use letters, digits, '.', "
                             "'_' and '-' (at most 100, not starting with '.', '_' or '-')")
@@ -268,7 +277,9 @@ def _trainable(config: dict[str, Any], inputs: dict[str, SharedInputs] | None = 
 
         # Training in progress is snapshotted into the same checkpoint, with the runs finished
         # so far, every SNAPSHOT_SECONDS: a retried trial goes on from there, bit for bit.
-        snapshots = PeriodicSnapshots(lambda state: checkpoint(finished, state))
+        snapshots = PeriodicSnapshots(
+            lambda state: checkpoint(finished, state),
+            seconds=float(config.get("snapshot_seconds", SNAPSHOT_SECONDS)))
         results = train_bundle(runs, inputs or {}, device=device, done=done, on_run_done=report,
                                fuse=bool(config.get("fuse", False)), snapshots=snapshots,
                                resume=resume)
@@ -426,7 +437,7 @@ def _tuner(options: SweepOptions, bundles: list[list[RunConfig]],
     storage, name = experiment.rsplit("/", 1)
     param_space = {"runs": tune.grid_search([[r.to_dict() for r in b] for b in bundles]),
                    "cpus": options.cpus_per_trial, "gpus": options.gpus_per_trial,
-                   "fuse": options.fuse}
+                   "fuse": options.fuse, "snapshot_seconds": options.snapshot_seconds}
     return tune.Tuner(
         trainable,
         param_space=param_space,

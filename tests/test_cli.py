@@ -31,6 +31,19 @@ def test_help_lists_every_command():
     assert "--address" in done.stdout and "--resume" in done.stdout
 
 
+def test_sweep_snapshot_interval_defaults_to_the_trainers_and_refuses_nonsense(capsys):
+    from gridstudy.snapshot import SNAPSHOT_SECONDS
+    from gridstudy.tune import SweepOptions
+
+    sweep_help = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep", "--help"],
+                                capture_output=True, text=True, check=True).stdout
+    assert f"continues from (default {SNAPSHOT_SECONDS:g})" in " ".join(sweep_help.split())
+    assert SweepOptions("s").snapshot_seconds == SNAPSHOT_SECONDS
+    for bad in ("0", "-1", "nan", "inf"):
+        code, _, err = run(["sweep", SMOKE, "--study", "s", "--snapshot-seconds", bad], capsys)
+        assert code == 2 and err.startswith("gridstudy: error: --snapshot-seconds"), err
+
+
 def test_help_and_readme_document_every_exit_code():
     sweep_help = subprocess.run([sys.executable, "-m", "gridstudy.cli", "sweep", "--help"],
                                 capture_output=True, text=True, check=True).stdout

@@ -10,9 +10,6 @@ process group) and everything below them, trial workers included (they set their
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
 import os
 import re
 import secrets
@@ -29,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from gridstudy.results import load_results
+from tests.processes import descendants, kill_quietly, reference_rows
+from tests.test_evaluation import same
 
 pytestmark = pytest.mark.slow
 
@@ -50,36 +49,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def process_tree() -> dict[int, list[tuple[int, str]]]:
-    """ppid -> [(pid, command line)] of every process, from /proc."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append((int(entry.name), args))
-    return children
-
-
-def descendants(root: int) -> dict[int, str]:
-    tree, found, todo = process_tree(), {}, [root]
-    while todo:
-        for pid, args in tree.get(todo.pop(), []):
-            found[pid] = args
-            todo.append(pid)
-    return found
-
-
-def kill_quietly(kill, pid: int) -> None:  # noqa: ANN001
-    with contextlib.suppress(ProcessLookupError):
-        kill(pid, signal.SIGKILL)
 
 
 class Cluster:
@@ -177,33 +146,6 @@ def wait_for_a_trial_on(cluster: Cluster, index: int, driver: Driver, timeout: f
     raise AssertionError(f"no trial ran on node {index}:\n{driver.output()}")
 
 
-REFERENCE = """
-import json, sys
-from gridstudy.spaces import load_space
-from gridstudy.study import prepare_inputs, train_bundle
-runs = list(load_space([sys.argv[1]]).runs)
-results = train_bundle(runs, prepare_inputs({"mnist5k"}, None), device="cpu")
-print(json.dumps({r.row["run_id"]: r.row for r in results}, default=str))
-"""
-
-
-def reference_scores(space: Path) -> dict[str, dict]:
-    """The same runs trained without Ray, in a process with one thread for torch and BLAS, as
-    Ray gives a 1-CPU trial (OMP_NUM_THREADS=1; the Frechet distance's linear algebra differs in
-    the last digits with more threads)."""
-    one = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", REFERENCE, str(space)], capture_output=True,
-                          text=True, env={**os.environ, **one}, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
 def test_a_lost_worker_node_costs_no_run_and_changes_no_score(cluster, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
@@ -223,7 +165,7 @@ def test_a_lost_worker_node_costs_no_run_and_changes_no_score(cluster, tmp_path)
     assert resumed is not None, output
     assert not re.search(r"\(raylet\)|\x1b\[|Trials did not complete|Traceback", output), output
     frame = load_results(results / "lost-node").set_index("run_id")
-    reference = reference_scores(space)
+    reference = reference_rows(space)
     assert len(frame) == 4 and frame.index.is_unique and set(frame.index) == set(reference)
     for run_id, row in reference.items():
         for score in SCORES:

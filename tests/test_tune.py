@@ -19,8 +19,10 @@ import pytest
 
 from gridstudy.config import RunConfig
 from gridstudy.errors import UserError
-from gridstudy.results import load_results, load_samples, write_table
+from gridstudy.results import load_curves, load_results, load_samples, write_table
 from gridstudy.spaces import load_space
+from tests.processes import reference_rows, trial_workers
+from tests.test_evaluation import assert_same_curve, same
 
 TINY = """
 blocks:
@@ -143,21 +145,6 @@ def test_rebuild_a_corrupt_table_from_tunes_records(tmp_path):
         original.sort_values("run_id")[cols].reset_index(drop=True))
 
 
-def descendants(root: int) -> dict[int, str]:
-    """pid -> command line of every process below ``root``."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in out.splitlines():
-        pid, ppid, args = (line.split(None, 2) + [""])[:3]
-        children.setdefault(int(ppid), []).append((int(pid), args))
-    found, todo = {}, [root]
-    while todo:
-        for pid, args in children.get(todo.pop(), []):
-            found[pid] = args
-            todo.append(pid)
-    return found
-
-
 RAY_NOISE = re.compile(r"\(raylet\)|\x1b\[|Trials did not complete|Traceback|\bERROR\b")
 
 
@@ -170,7 +157,7 @@ def test_a_bundle_given_up_fails_its_runs_exits_3_and_resume_finishes_them(tmp_p
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and time.monotonic() < deadline and driver.poll() is None:
-        workers = [p for p, a in descendants(driver.pid).items() if "ImplicitFunc.train" in a]
+        workers = trial_workers(driver.pid)
         if workers:
             time.sleep(1.0)  # mid-trial: the worker has started training its bundle
             os.kill(workers[0], signal.SIGKILL)
@@ -190,6 +177,60 @@ def test_a_bundle_given_up_fails_its_runs_exits_3_and_resume_finishes_them(tmp_p
     assert resumed.returncode == 0, output
     frame = load_results(results / "k")
     assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+
+
+SNAPSHOT_SPACE = """
+blocks:
+  - model: ebgan_pt
+    fixed: {size_g: 64, size_d: 32, steps: 4000, eval_every: 400, n_eval: 200, batch_size: 32}
+"""
+SCORES = ("i_prime", "inception_score", "loss_d", "loss_g", "frechet_distance", "precision",
+          "recall", "class_kl_uniform", "n_classes_covered", "status", "best_i_prime")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_training_resumes_from_its_snapshot_bit_for_bit(tmp_path):
+    """SIGKILL a real trial worker after its run's training in progress is in a checkpoint: the
+    retried bundle goes on from that step and ends exactly where the same run trained without
+    interruption ends (scores, losses, every curve point). Fused groups resume the same way
+    (tests/test_snapshot.py, in-process)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SNAPSHOT_SPACE)
+    results = tmp_path / "results"
+    driver = cli("sweep", str(space), "--study", "snap", "--results-dir", str(results),
+                 "--num-cpus", "1", "--snapshot-seconds", "1")
+    checkpoints = results / "snap" / "tune"
+    killed, deadline = None, time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline and driver.poll() is None:
+        if any(checkpoints.rglob("snapshot.pt")):
+            time.sleep(2.5)  # the driver has taken in that checkpoint's report (one a second)
+            workers = trial_workers(driver.pid)
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+        time.sleep(0.1)
+    assert killed is not None, driver.communicate(timeout=60)[0] if driver.poll() is not None \
+        else "no snapshot within 240 s"
+    output = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0, output
+    died = re.search(r"\[snap\] the worker of bundle (\w+) died; bundle \1 resumes from its last "
+                     r"checkpoint \(0 of 1 runs done, the next at step ([\d,]+)\) on the next "
+                     r"free worker", output)
+    assert died, output
+    step = int(died[2].replace(",", ""))
+    assert 0 < step < 4000
+    assert re.search(rf"bundle {died[1]} resumed on node \S+ [\d.]+ s after it stopped \(0 of 1 "
+                     rf"runs done, the next from step {died[2]}\)", output), output
+    assert not RAY_NOISE.search(output), output
+    frame = load_results(results / "snap").set_index("run_id")
+    curves = load_curves(results / "snap")
+    reference = reference_rows(space)
+    assert sorted(frame.index) == sorted(reference) and len(curves) == 10
+    for run_id, row in reference.items():
+        for score in SCORES:
+            assert same(frame.loc[run_id, score], row[score]), (run_id, score)
+        points = curves[curves["run_id"] == run_id].to_dict("records")
+        assert_same_curve(points, row["curve"])
 
 
 @pytest.mark.slow
