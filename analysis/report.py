@@ -274,8 +274,9 @@ def _scale_section(df: pd.DataFrame, score: str, threshold: float | None) -> lis
     if not ladders:
         return []
     lines = ["## Scale", "",
-             "Each ladder is read on its own slice: the runs whose other ladders sit at their "
-             "most common level. Share of successful runs [exact 95% Clopper-Pearson interval] "
+             "Each ladder is read on its own slice: the configurations run at every one of "
+             "its levels (same model, depths, optimizer settings and other ladders' levels; "
+             "seeds pooled). Share of successful runs [exact 95% Clopper-Pearson interval] "
              "and median score [95% percentile bootstrap interval, scipy.stats.bootstrap].", ""]
     for name in ladders:
         info = scale.ladder_info(df, name, score, threshold)

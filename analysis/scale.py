@@ -4,8 +4,9 @@ A study that varies a run's scale (``search_spaces/scale_cpu.yaml``) asks whethe
 success depends on it. Each ladder is one or more config columns; along it, per model and
 level, :func:`ladder_info` gives the share of successful runs with its exact (Clopper-Pearson)
 interval and the median score with a bootstrap interval. A ladder is read on its own slice:
-the rows whose *other* ladders' columns sit at their most common level, so that, say, the width
-ladder is not pooled with runs that also trained 4 times longer. :func:`plot_ladders` draws
+the configurations run at every one of its levels (:func:`ladder_slice`), so that, say, the
+width ladder is not pooled with runs that also trained 4 times longer, and the steps ladder is
+not pooled with depths it was not run at. :func:`plot_ladders` draws
 them side by side. Numbers first, drawing second, like the other figure modules.
 """
 
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 
 from analysis.stats import default_threshold, median_interval, success_rates
 from analysis.table import MODEL_COLORS, axis_label, model_label, models_present, score_label
+from gridstudy.config import FIELDS
 
 # name -> the config columns that make one level of the ladder
 LADDERS: dict[str, tuple[str, ...]] = {
@@ -33,14 +35,31 @@ def varying_ladders(df: pd.DataFrame) -> list[str]:
 
 
 def ladder_slice(df: pd.DataFrame, ladder: str) -> pd.DataFrame:
-    """The rows on which ``ladder`` is read: every other ladder at its most common level."""
-    mask = pd.Series(True, index=df.index)
-    for name, cols in LADDERS.items():
-        if name == ladder or not set(cols) <= set(df.columns):
-            continue
-        key = df[list(cols)].astype(str).agg("/".join, axis=1)
-        mask &= key == key.mode().iloc[0]
-    return df[mask]
+    """The rows on which ``ladder`` is read: the configurations run at every one of its levels.
+
+    Two runs share a configuration when they agree on every config column but the ladder's
+    own, the seed, and the columns that follow the ladder's level (one value within each level,
+    such as ``eval_every`` set to a tenth of ``steps``). Each level is then compared with the
+    others on the same configurations only: in ``search_spaces/scale_cpu.yaml`` the steps ladder
+    on depth (3, 3) at widths 200/64 and 400/128, without the width ladder's other depths and
+    widths at 3,000 steps. Where no configuration is run at every level, those run at the most
+    levels are kept.
+    """
+    cols = list(LADDERS[ladder])
+    level = df[cols].astype(str).agg("/".join, axis=1)
+    others = [c for c in FIELDS if c in df.columns and c not in cols and c != "seed"]
+    others = [c for c in others if not _follows(df[c], level)]
+    if not others:
+        return df
+    config = df[others].astype(str).agg("/".join, axis=1)
+    levels_run = level.groupby(config).nunique()
+    return df[config.map(levels_run) == levels_run.max()]
+
+
+def _follows(column: pd.Series, level: pd.Series) -> bool:
+    """Whether ``column`` takes several values, one per level of ``level``."""
+    values = column.astype(str)
+    return values.nunique() > 1 and bool((values.groupby(level).nunique() == 1).all())
 
 
 def level_label(values: tuple, columns: tuple[str, ...]) -> str:

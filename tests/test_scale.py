@@ -34,7 +34,7 @@ def test_each_ladder_is_read_on_its_own_slice():
     assert width.loc["400/128", "median"] == pytest.approx(5.75)
     steps = scale.ladder_info(df, "steps", threshold=5.0).set_index("level")
     assert steps.loc["12000", ["n", "n_success"]].tolist() == [2, 2]
-    assert steps.loc["3000", "n"] == 4  # the width ladder's most common level: 50/16
+    assert steps.loc["3000", "n"] == 4  # 50/16, the only width run at both lengths
     lo, hi = steps.loc["3000", ["median_low", "median_high"]]
     assert lo <= 0.25 <= hi
 
@@ -47,3 +47,22 @@ def test_levels_are_labelled_and_drawn():
     fig = scale.plot_ladders(infos, "i_prime", "t")
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert np.isfinite(infos["width"]["median"]).all()
+
+
+def test_a_ladder_compares_only_configurations_run_at_every_level():
+    """The steps ladder of scale_cpu.yaml: 3,000 steps at three depths (the width ladder), the
+    longer runs at depth 3 only, with eval_every following steps. Depths 2 and 4 must not enter
+    the 3,000-step level; eval_every must not split the configurations."""
+    rows = []
+    for depth, score in ((2, 0.1), (3, 6.0), (4, 0.2)):
+        rows += [{"n_layers_d": depth, "steps": 3000, "eval_every": 300, "i_prime": score}] * 3
+    rows += [{"n_layers_d": 3, "steps": 12000, "eval_every": 1200, "i_prime": 7.0}] * 3
+    df = pd.DataFrame(rows)
+    df["model"], df["status"], df["size_g"], df["size_d"] = "gan", "ok", 200, 64
+    df["seed"] = list(range(3)) * 4
+    assert scale.varying_ladders(df) == ["steps"]
+    steps = scale.ladder_info(df, "steps", threshold=5.0).set_index("level")
+    assert steps.loc["3000", ["n", "n_success"]].tolist() == [3, 3]  # depth 3 only
+    assert steps.loc["12000", ["n", "n_success"]].tolist() == [3, 3]
+    assert set(scale.ladder_slice(df, "steps")["n_layers_d"]) == {3}
+    assert len(scale.ladder_slice(df.drop(columns="eval_every"), "steps")) == 6
