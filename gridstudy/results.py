@@ -176,10 +176,11 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
     A row without a config field (one written before the field existed) gets its default.
     """
+    if not rows:  # still a table: its readers need the columns (a study flushed before any run)
+        return pd.DataFrame({c: pd.Series(dtype=object)
+                             for c in dict.fromkeys(("study", *REQUIRED_COLUMNS, *FIELDS))})
     rows = [{**_DEFAULTS, **row} if set(_DEFAULTS) - row.keys() else row for row in rows]
     frame = pd.DataFrame.from_records(rows)
-    if frame.empty:
-        return frame
     for name in _NULLABLE_INT:
         if name in frame:
             frame[name] = pd.array(
@@ -330,13 +331,14 @@ class ResultsTable:
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Upsert this study's ``rows`` by run_id; a row's ``curve`` replaces that run's curve."""
-        for row in self._own(rows):
+        rows = self._own(rows)  # none, e.g., in a snapshot before a bundle's first run ends
+        for row in rows:
             row = {k: v for k, v in row.items() if k != "study"}
             curve = row.pop(CURVE_KEY, None)
             self.rows[row["run_id"]] = {"study": self.study, **row}
             if curve is not None:
                 self.curves[row["run_id"]] = curve
-        self._dirty = True
+        self._dirty = self._dirty or bool(rows)
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 

@@ -182,6 +182,23 @@ def curve_of(r: dict, steps=(300, 600), i_prime=(1.0, 2.0)) -> list[dict]:
     return points
 
 
+def test_a_study_interrupted_before_its_first_run_keeps_a_readable_table(tmp_path):
+    """A snapshot checkpoint arrives before any run of its bundle ends: it adds no row, writes
+    nothing, and a table of no rows (written by any path) still reads, and resumes, as a table."""
+    table = ResultsTable(tmp_path, "s", flush_seconds=0)
+    table.add([])
+    table.flush()
+    assert not (tmp_path / "runs.parquet").exists()
+    write_table(rows_to_frame([]), tmp_path)
+    empty = load_results(tmp_path)
+    assert len(empty) == 0 and {"run_id", "model", "status", "lr"} <= set(empty.columns)
+    again = ResultsTable(tmp_path, "s", run_ids=["a"])
+    assert again.rows == {}
+    again.add([row(seed=0)])
+    again.flush()  # the run_ids filter dropped the row (not "a"): the table stays empty
+    assert len(load_results(tmp_path)) == 0
+
+
 def test_curves_travel_with_their_rows_into_curves_parquet(tmp_path):
     from gridstudy.results import CURVE_KEY, load_curves
 
