@@ -198,6 +198,18 @@ COLUMN_VALUES = st.one_of(st.lists(SCALARS, min_size=3, max_size=3),
                                            ["ok", "done", "failed"], [math.nan] * 3]))
 
 
+def write_made_up(frame: pd.DataFrame, replace: dict, path) -> bool:  # noqa: ANN001
+    """Write ``frame`` with the columns of ``replace`` replaced; False where pyarrow cannot
+    store them (no file to read, nothing to check)."""
+    for column, values in replace.items():
+        frame[column] = pd.Series(values, dtype=object)
+    try:
+        frame.to_parquet(path)
+    except Exception:
+        return False
+    return True
+
+
 @fuzz("table_structure")
 @given(drop=st.sets(st.sampled_from(["run_id", "model", "status", "lr", "study"])),
        replace=st.dictionaries(st.sampled_from(["run_id", "model", "status", "lr", "i_prime"]),
@@ -205,13 +217,8 @@ COLUMN_VALUES = st.one_of(st.lists(SCALARS, min_size=3, max_size=3),
 def test_made_up_results_tables(tmp_path_factory, drop, replace):
     folder = tmp_path_factory.mktemp("table")
     frame = rows_to_frame(rows()).drop(columns=[c for c in drop if c != "study"])
-    for column, values in replace.items():
-        frame[column] = pd.Series(values, dtype=object)
-    try:
-        frame.to_parquet(folder / "runs.parquet")
-    except Exception:  # a column pyarrow cannot store is no file to read
-        return
-    check_table(folder)
+    if write_made_up(frame, replace, folder / "runs.parquet"):
+        check_table(folder)
 
 
 # ---- curves.parquet --------------------------------------------------------------------------
@@ -264,13 +271,8 @@ CURVE_VALUES = st.one_of(st.lists(SCALARS, min_size=9, max_size=9),
 def test_made_up_curves_tables(tmp_path_factory, drop, replace):
     folder = curves_folder(tmp_path_factory.mktemp("curves"))
     frame = curves_to_frame(points()).drop(columns=list(drop))
-    for column, values in replace.items():
-        frame[column] = pd.Series(values, dtype=object)
-    try:
-        frame.to_parquet(folder / "curves.parquet")
-    except Exception:  # a column pyarrow cannot store is no file to read
-        return
-    check_curves(folder)
+    if write_made_up(frame, replace, folder / "curves.parquet"):
+        check_curves(folder)
 
 
 # ---- study.json ------------------------------------------------------------------------------
