@@ -74,6 +74,7 @@ def ladder_info(df: pd.DataFrame, ladder: str, score: str = "i_prime",
                 threshold: float | None = None, seed: int = 0) -> pd.DataFrame:
     """Per model and level of ``ladder`` (on :func:`ladder_slice`): runs, successes, share with
     its exact 95% interval, and the median score with a 95% percentile bootstrap interval.
+    Levels run from small to large (a data size by its number of digits, then its data set).
 
     Success and its denominator are :func:`analysis.stats.success_rates`' (diverged runs
     without a score count as failures; failed runs are excluded and counted).
@@ -96,7 +97,8 @@ def ladder_info(df: pd.DataFrame, ladder: str, score: str = "i_prime",
     rates["level"] = [level_label(tuple(r[c] for c in cols), tuple(cols))
                       for _, r in rates.iterrows()]
     rates["ladder"] = ladder
-    return rates.sort_values(["model", *cols], kind="stable", ignore_index=True)
+    # last column first: a data size reads 4000 before 12484 whatever the data set's name
+    return rates.sort_values(["model", *reversed(cols)], kind="stable", ignore_index=True)
 
 
 def plot_ladders(infos: dict[str, pd.DataFrame], score: str, title: str) -> Figure:

@@ -66,3 +66,12 @@ def test_a_ladder_compares_only_configurations_run_at_every_level():
     assert steps.loc["12000", ["n", "n_success"]].tolist() == [3, 3]
     assert set(scale.ladder_slice(df, "steps")["n_layers_d"]) == {3}
     assert len(scale.ladder_slice(df.drop(columns="eval_every"), "steps")) == 6
+
+
+def test_data_sizes_run_from_small_to_large_whatever_the_data_sets_names():
+    rows = [{"dataset": d, "train_size": n, "i_prime": 1.0}
+            for d, n in (("mnist", 12484), ("mnist5k", 4000), ("mnist", 4000))]
+    df = pd.DataFrame(rows)
+    df["model"], df["status"], df["size_g"], df["size_d"], df["steps"] = "gan", "ok", 50, 16, 3000
+    info = scale.ladder_info(df, "data size", threshold=5.0)
+    assert list(info["level"]) == ["mnist/4000", "mnist5k/4000", "mnist/12484"]
