@@ -1,35 +1,56 @@
-"""The reference study kept in git (results/reference-cpu/) is whole, current and small."""
+"""The studies kept in git (results/reference-cpu/, results/scale-cpu/) are whole, current and
+small."""
 
 from pathlib import Path
 
+import pytest
+
 from analysis.schema import STATUSES
-from gridstudy.results import load_results, load_samples, read_study_info
+from gridstudy.results import load_curves, load_results, load_samples, read_study_info
 from gridstudy.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDY = ROOT / "results" / "reference-cpu"
-SPACE = ROOT / "search_spaces" / "reference_cpu.yaml"
+# kept study -> its search space and the figures its README section shows
+KEPT = {
+    "reference-cpu": ("reference_cpu.yaml", ("fig2_histograms.png", "fig3_optim_lr.png")),
+    "scale-cpu": ("scale_cpu.yaml", ("fig2_histograms.png", "scale.png", "trajectories.png")),
+}
+studies = pytest.mark.parametrize("name", sorted(KEPT))
 
 
-def test_it_holds_one_row_per_run_of_its_search_space():
-    frame = load_results(STUDY)
-    expected = {c.run_id() for c in load_space([SPACE]).runs}
+@studies
+def test_it_holds_one_row_per_run_of_its_search_space(name: str):
+    study = ROOT / "results" / name
+    frame = load_results(study)
+    expected = {c.run_id() for c in load_space([ROOT / "search_spaces" / KEPT[name][0]]).runs}
     assert frame["run_id"].is_unique
     assert set(frame["run_id"]) == expected
     assert set(frame["status"]) <= set(STATUSES)
-    assert set(read_study_info(STUDY)["run_ids"]) == expected
+    assert set(read_study_info(study)["run_ids"]) == expected
 
 
-def test_it_keeps_the_best_runs_samples_and_its_figures():
-    frame = load_results(STUDY)
+@studies
+def test_it_keeps_the_best_runs_samples_and_its_figures(name: str):
+    study = ROOT / "results" / name
+    frame = load_results(study)
     best = frame.sort_values("i_prime", ascending=False).groupby("model").head(1)
-    samples = load_samples(STUDY)
+    samples = load_samples(study)
     assert set(best["run_id"]) <= set(samples)
     assert all(a.shape == (64, 28, 28) for a in samples.values())
-    for name in ("figures/fig2_histograms.png", "figures/fig3_optim_lr.png", "report.md"):
-        assert (STUDY / name).exists(), name
+    for figure in KEPT[name][1]:
+        assert (study / "figures" / figure).exists(), figure
+    assert (study / "report.md").exists()
 
 
-def test_it_stays_small_enough_for_git():
-    size = sum(p.stat().st_size for p in STUDY.rglob("*") if p.is_file())
+def test_the_scale_study_has_a_curve_for_every_run_and_one_scorer():
+    study = ROOT / "results" / "scale-cpu"
+    frame = load_results(study)
+    curves = load_curves(study)
+    assert set(curves["run_id"]) == set(frame["run_id"])
+    assert set(frame["scorer"]) == {"mnist"}
+
+
+@studies
+def test_it_stays_small_enough_for_git(name: str):
+    size = sum(p.stat().st_size for p in (ROOT / "results" / name).rglob("*") if p.is_file())
     assert size < 8_000_000
