@@ -164,11 +164,12 @@ def _importance_section(df: pd.DataFrame, score: str) -> list[str]:
     pivot = imp.pivot(index="axis", columns="model", values="cell").fillna("")
     order = imp.groupby("axis")["eta_squared"].max().sort_values(ascending=False).index
     pivot = pivot.reindex(index=order, columns=_model_columns(df, pivot.columns))
-    pivot.index = [axis_label(a) for a in pivot.index]
+    pivot.index = [" / ".join(axis_label(c) for c in a.split("/")) for a in pivot.index]
     pivot.columns = [model_label(m) for m in pivot.columns]
     return ["## Which hyperparameters matter", "",
             "eta squared (share of score variance between the axis' levels, other axes pooled) "
-            "and the Kruskal-Wallis p-value across levels.", "",
+            "and the Kruskal-Wallis p-value across levels; axes varied together (sizeG and "
+            "sizeD in a zip) are one row.", "",
             markdown_table(pivot.rename_axis("axis").reset_index()), ""]
 
 

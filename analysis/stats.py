@@ -193,17 +193,32 @@ def eta_squared(values: np.ndarray, groups: np.ndarray) -> float:
     return float(((means - frame["v"].mean()) ** 2).sum() / total)
 
 
+def confounded_axes(df: pd.DataFrame, axes: list[str]) -> list[list[str]]:
+    """``axes`` grouped by the partition of ``df``'s rows they make: axes varied together
+    (a zip such as sizeG with sizeD, or steps with eval_every) cannot be told apart, so they
+    form one group, in ``axes``' order."""
+    groups: dict[bytes, list[str]] = {}
+    for axis in axes:
+        codes, _ = pd.factorize(df[axis].astype(str))
+        groups.setdefault(codes.tobytes(), []).append(axis)
+    return list(groups.values())
+
+
 def hyperparameter_importance(df: pd.DataFrame, score: str = "i_prime") -> pd.DataFrame:
-    """Per model and varying axis: Kruskal-Wallis H and p across levels, and eta squared."""
+    """Per model and varying axis: Kruskal-Wallis H and p across levels, and eta squared.
+
+    Axes varied together in the model's runs (:func:`confounded_axes`) make one row, named by
+    their columns joined with ``/`` (``size_g/size_d``).
+    """
     rows = []
     for model in models_present(df):
         sub = df[(df["model"] == model) & is_scored(df, score)]
-        for axis in varying_axes(sub):
-            levels = sub[axis].astype(str).to_numpy()
+        for group in confounded_axes(sub, varying_axes(sub)):
+            levels = sub[group[0]].astype(str).to_numpy()
             groups = [g[score].to_numpy(float) for _, g in sub.groupby(levels)]
             kw = sps.kruskal(*groups) if len(groups) > 1 else None
-            rows.append({"model": model, "axis": axis, "n_levels": len(groups), "n": len(sub),
-                         "kruskal_h": kw.statistic if kw else np.nan,
+            rows.append({"model": model, "axis": "/".join(group), "n_levels": len(groups),
+                         "n": len(sub), "kruskal_h": kw.statistic if kw else np.nan,
                          "kruskal_p": kw.pvalue if kw else np.nan,
                          "eta_squared": eta_squared(sub[score].to_numpy(float), levels)})
     out = pd.DataFrame(rows)

@@ -52,3 +52,12 @@ def test_report_without_margins_or_figures_and_lower_is_better(tmp_path):
     text = out.read_text()
     assert "## EBGAN margin" not in text and "No figures directory given." in text
     assert f"{score_label('frechet_distance')} <=" in text
+
+
+def test_axes_varied_together_are_one_row_of_the_importance_table(tmp_path):
+    df = make_results(300, seed=6)
+    df["size_d"] = df["size_g"] // 4  # as in a zip of (sizeG, sizeD)
+    text = write_report(df, tmp_path / "r.md", study="zip").read_text()
+    section = text.split("## Which hyperparameters matter")[1].split("\n## ")[0]
+    assert "| sizeG / sizeD |" in section
+    assert "| sizeG |" not in section and "| sizeD |" not in section

@@ -187,3 +187,16 @@ def test_best_margin_range_keeps_margins_within_the_ci_of_the_best():
     again = stats.best_margin_range(_margin_table(), seed=0).iloc[0]
     assert again["ci_low"] == out["ci_low"]
     assert stats.margins_vary(_margin_table())
+
+
+def test_axes_varied_together_are_one_row_of_importance():
+    grid = pd.DataFrame(list(itertools.product([(50, 16), (400, 128)], [2, 3])),
+                        columns=["width", "n_layers_g"])
+    grid["size_g"], grid["size_d"] = zip(*grid.pop("width"), strict=True)
+    grid["i_prime"] = grid["size_g"].map({50: 1.0, 400: 6.0})
+    grid["model"], grid["status"] = "gan", "ok"
+    assert stats.confounded_axes(grid, ["size_g", "n_layers_g", "size_d"]) == [
+        ["size_g", "size_d"], ["n_layers_g"]]
+    out = stats.hyperparameter_importance(grid).set_index("axis")
+    assert list(out.index) == ["size_g/size_d", "n_layers_g"]
+    assert out.loc["size_g/size_d", "eta_squared"] == pytest.approx(1.0)
