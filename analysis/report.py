@@ -318,7 +318,24 @@ def _stability_section(df: pd.DataFrame, curves: pd.DataFrame, threshold: float)
               "success_lost = success at some evaluation, final I' below it or NaN; collapsed "
               "= collapse_count >= 1.", "",
               markdown_table(_share_pivot(stability.stability_shares(table, threshold))), ""]
-    return lines + (_final_best_lines(table) if len(compared) else [])
+    return lines + (_learned_lines(table) + _final_best_lines(table) if len(compared) else [])
+
+
+def _learned_lines(table: pd.DataFrame) -> list[str]:
+    learned = stability.learned_runs(table)
+    floor = stability.COLLAPSE_FLOOR
+    compared = stability.compare_stability(learned, ("final_drop", "collapse_count",
+                                                     "late_oscillation"))
+    lines = [f"### Among the runs that learned (best I' >= {floor:g})", "",
+             "A run collapsed from the start has a flat curve and so looks stable on every "
+             f"measure above. These rows compare only the runs whose best I' reached {floor:g} "
+             f"({len(learned)} of {len(stability.counted_runs(table))}): did they keep what they "
+             "learned?", ""]
+    if not len(compared):
+        return [*lines, "Too few models among them to compare.", ""]
+    compared["measure"] = compared["measure"].map(_direction)
+    keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta", "better"]
+    return [*lines, markdown_table(_pair_frame(compared, "measure", keep)), ""]
 
 
 def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,

@@ -4,7 +4,8 @@ A *curve* is the I' of one run at each evaluation during training (``curves.parq
 docs/schema.md); the last point is the final evaluation. ``stability_measures`` turns one
 curve into the run's stability columns (the trainer calls it when it writes a run's row);
 ``add_stability`` recomputes them for a whole results table at once. ``compare_stability``,
-``stability_shares`` and ``final_vs_best`` are the numbers of the report's stability section.
+``stability_shares``, ``final_vs_best`` and ``learned_runs`` are the numbers of the report's
+stability section.
 
 NaN handling, shared by every measure: a point with a NaN I' (samples not finite, i.e. the
 generator diverged) is skipped by the best, the mean and the spread, since treating it as 0
@@ -170,6 +171,18 @@ def counted_runs(table: pd.DataFrame) -> pd.DataFrame:
     """Runs that trained and have a curve: failed runs (often infrastructure) are left out."""
     status = table["status"] if "status" in table else pd.Series("ok", index=table.index)
     return table[(status != "failed") & table["collapse_count"].notna()]
+
+
+def learned_runs(table: pd.DataFrame, floor: float = COLLAPSE_FLOOR) -> pd.DataFrame:
+    """The counted runs whose best I' during training reached ``floor`` (collapse_count's
+    floor, 1 by default): runs that learned more than one class at some point.
+
+    A generator collapsed from its first evaluation has a flat curve, so it scores as
+    perfectly "stable" on final_drop, collapse_count and late_oscillation; comparing models
+    on these runs only asks whether the runs that learned kept what they learned.
+    """
+    sub = counted_runs(table)
+    return sub[sub["best_i_prime"].astype(float) >= floor]
 
 
 def _pairs(table: pd.DataFrame) -> list[tuple[str, str]]:

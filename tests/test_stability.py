@@ -13,6 +13,7 @@ from analysis.stability import (
     collapse_count,
     compare_stability,
     final_vs_best,
+    learned_runs,
     stability_measures,
     stability_shares,
 )
@@ -137,3 +138,15 @@ def test_comparisons_orient_each_measure_and_use_the_same_runs():
     assert points.loc["final", ["n_a", "n_b"]].tolist() == [3, 2]  # the NaN final is left out
     assert points.loc["best", "n_b"] == 2 and points.loc["best", "cliffs_delta"] == -1.0
     assert points.loc["final", "cliffs_delta"] == pytest.approx((6 - 1) / 6)
+
+
+def test_learned_runs_keep_runs_whose_best_reached_the_floor():
+    # a GAN collapsed from the start (best 0.02) is left out; 1.0 exactly is kept; a failed
+    # run and a run without a curve never count
+    table = _table(["gan", "gan", "gan", "ebgan", "ebgan", "ebgan"], best=[0.02, 1.0, 3, 0.5,
+                   6, 2], final=[0.02, 0.1, 3, 0.5, 6, 2], collapses=[0, 1, 0, 0, 0, 0],
+                   first=[None] * 6)
+    table.loc[5, "status"] = "failed"
+    table.loc[2, "collapse_count"] = pd.NA
+    assert learned_runs(table)["run_id"].tolist() == ["r1", "r4"]
+    assert learned_runs(table, floor=0.4)["run_id"].tolist() == ["r1", "r3", "r4"]

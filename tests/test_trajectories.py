@@ -123,6 +123,7 @@ def test_plot_study_and_report_take_curves(study, tmp_path, monkeypatch):
                                curves=curves).read_text()
     assert "## Training dynamics and stability" in with_curves
     assert "](best_vs_final.png)" in with_curves and "| collapsed |" in with_curves
+    assert "### Among the runs that learned (best I' >= 1)" in with_curves
     without = write_report(runs, tmp_path / "r0.md", study="s").read_text()
     assert "## Training dynamics" not in without
     gan_only = write_report(runs[runs["model"] == "gan"], tmp_path / "r1.md", study="s",
