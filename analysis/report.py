@@ -239,7 +239,8 @@ def _pair_frame(table: pd.DataFrame, first: str, keep: list[str]) -> pd.DataFram
 def _share_pivot(shares: pd.DataFrame) -> pd.DataFrame:
     """Events in rows, models in columns, cells 'k/n = share [low, high]'."""
     shares = stats.label_models(shares)
-    shares["cell"] = [f"{k}/{n} = {p:.2f} [{lo:.2f}, {hi:.2f}]" if n else "" for k, n, p, lo, hi
+    shares["cell"] = [f"{k}/{n} = {_share_value(p)} [{_share_value(lo)}, {_share_value(hi)}]"
+                      if n else "" for k, n, p, lo, hi
                       in zip(shares["k"], shares["n"], shares["share"], shares["ci_low"],
                              shares["ci_high"], strict=True)]
     pivot = shares.pivot(index="event", columns="model", values="cell")

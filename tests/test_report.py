@@ -61,3 +61,15 @@ def test_axes_varied_together_are_one_row_of_the_importance_table(tmp_path):
     section = text.split("## Which hyperparameters matter")[1].split("\n## ")[0]
     assert "| sizeG / sizeD |" in section
     assert "| sizeG |" not in section and "| sizeD |" not in section
+
+
+def test_stability_shares_never_print_a_zero_upper_bound():
+    from analysis.report import _share_pivot
+    from analysis.stability import stability_shares
+    table = pd.DataFrame({"run_id": [f"r{i}" for i in range(768)], "model": "gan",
+                          "status": "ok", "i_prime": 0.1, "best_i_prime": 0.2,
+                          "collapse_count": pd.array([0] * 768, dtype="Int64"),
+                          "first_success_step": pd.array([None] * 768, dtype="Int64")})
+    cells = _share_pivot(stability_shares(table, threshold=5.0)).set_index("event")["GAN"]
+    # exact upper bound of 0 of 768: 1 - 0.025 ** (1 / 768) = 0.0048
+    assert cells["success_final"] == "0/768 = 0.00 [0.00, 0.0048]"
