@@ -187,7 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if (args.command == "query" and args.expression is None and len(extra) == 1
+            and not extra[0].startswith("-")):
+        # argparse binds query's optional expression only before the first option, so
+        # `query DIR --curves "model == 'gan'"` would leave the expression unrecognised.
+        args.expression = extra[0]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

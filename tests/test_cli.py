@@ -145,6 +145,13 @@ def test_query_plot_report_on_a_table(tmp_path, capsys):
     rows = json.loads(out)
     assert code == 0 and len(rows) == 3 and {r["model"] for r in rows} == {"gan"}
     assert rows[0]["i_prime"] >= rows[1]["i_prime"] >= rows[2]["i_prime"]
+    # the expression may follow the options (README: `query DIR --curves "EXPR" --group-by`)
+    code, out, _ = run(["query", str(tmp_path), "--format", "json", "model == 'gan'",
+                        "--columns", "model"], capsys)
+    assert code == 0 and {r["model"] for r in json.loads(out)} == {"gan"}
+    with pytest.raises(SystemExit) as stray:  # a second expression is still an error
+        run(["query", str(tmp_path), "--desc", "model == 'gan'", "seed == 0"], capsys)
+    assert stray.value.code == 2
     code, _, err = run(["query", str(tmp_path), "i_prime >"], capsys)
     assert code == 2 and "bad query expression" in err
     assert run(["plot", str(tmp_path)], capsys)[0] == 0
