@@ -381,7 +381,7 @@ def _write_atomic(text: str, out: Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # a page to share: mkstemp's 0600 would hide it from the web server
+        os.chmod(tmp, results.new_file_mode())  # a page to share: not mkstemp's 0600
         os.replace(tmp, out)
     except OSError as exc:
         raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None

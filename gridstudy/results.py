@@ -194,6 +194,14 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask). ``tempfile.mkstemp`` gives
+    0o600, which would hide a study's tables from the colleagues who share its folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_table(frame: pd.DataFrame, study_dir: Path, name: str = TABLE) -> Path:
     """Write ``runs.parquet`` (or ``name``) atomically: a reader sees the old table or the new,
     never half."""
@@ -203,6 +211,7 @@ def write_table(frame: pd.DataFrame, study_dir: Path, name: str = TABLE) -> Path
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

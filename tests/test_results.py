@@ -1,7 +1,9 @@
 """The results table: typed round trip, atomic writes, corrupt files, query, samples."""
 
 import math
+import os
 import re
+import stat
 import zipfile
 
 import numpy as np
@@ -311,3 +313,15 @@ def test_a_damaged_study_file_is_one_line(tmp_path, text, message):
     with pytest.raises(UserError) as info:
         read_study_info(tmp_path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tables_get_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_table(pd.DataFrame({"run_id": ["a"]}), tmp_path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by who shares the folder
+        os.umask(0o077)
+        assert stat.S_IMODE(write_table(pd.DataFrame({"run_id": ["a"]}), tmp_path)
+                            .stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
