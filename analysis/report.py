@@ -309,20 +309,27 @@ def _stability_section(df: pd.DataFrame, curves: pd.DataFrame, threshold: float)
               "skipped by the means and maxima.", ""]
     compared = stability.compare_stability(table)
     if len(compared):
-        compared["measure"] = compared["measure"].map(_direction)
-        keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta", "better"]
         lines += ["Mann-Whitney U and Cliff's delta on the runs where the measure is finite "
                   "(first_success_step: only runs that succeeded).", "",
-                  markdown_table(_pair_frame(compared, "measure", keep)), ""]
+                  _measure_table(compared), ""]
     lines += ["Shares k/n [exact Clopper-Pearson 95% CI]: success_final = final I' >= "
               f"{threshold:g}; success_any = I' >= {threshold:g} at some evaluation; "
               "success_lost = success at some evaluation, final I' below it or NaN; collapsed "
               "= collapse_count >= 1.", "",
               markdown_table(_share_pivot(stability.stability_shares(table, threshold))), ""]
-    return lines + (_learned_lines(table) + _final_best_lines(table) if len(compared) else [])
+    if not len(compared):
+        return lines
+    return lines + _learned_lines(table, n_runs) + _final_best_lines(table)
 
 
-def _learned_lines(table: pd.DataFrame) -> list[str]:
+def _measure_table(compared: pd.DataFrame) -> str:
+    """A compare_stability frame as Markdown, each measure labelled with its direction."""
+    compared = compared.assign(measure=compared["measure"].map(_direction))
+    keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta", "better"]
+    return markdown_table(_pair_frame(compared, "measure", keep))
+
+
+def _learned_lines(table: pd.DataFrame, n_runs: int) -> list[str]:
     learned = stability.learned_runs(table)
     floor = stability.COLLAPSE_FLOOR
     compared = stability.compare_stability(learned, ("final_drop", "collapse_count",
@@ -330,13 +337,10 @@ def _learned_lines(table: pd.DataFrame) -> list[str]:
     lines = [f"### Among the runs that learned (best I' >= {floor:g})", "",
              "A run collapsed from the start has a flat curve and so looks stable on every "
              f"measure above. These rows compare only the runs whose best I' reached {floor:g} "
-             f"({len(learned)} of {len(stability.counted_runs(table))}): did they keep what they "
-             "learned?", ""]
+             f"({len(learned)} of {n_runs}): did they keep what they learned?", ""]
     if not len(compared):
         return [*lines, "Too few models among them to compare.", ""]
-    compared["measure"] = compared["measure"].map(_direction)
-    keep = ["n_a", "n_b", "median_a", "median_b", "u_pvalue", "cliffs_delta", "better"]
-    return [*lines, markdown_table(_pair_frame(compared, "measure", keep)), ""]
+    return [*lines, _measure_table(compared), ""]
 
 
 def write_report(df: pd.DataFrame, out_file: str | Path, *, study: str,

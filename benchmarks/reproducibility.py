@@ -11,7 +11,7 @@ the runs both tables hold (same ``run_id``, both ``ok``), per model and overall:
 * ``same_classes``: the share of runs covering the same number of digit classes;
 
 then whether the study's conclusion moves: Cliff's δ of EBGAN (and EBGAN-PT) against the GAN
-in each table (``analysis.stats.compare_two``).
+in each table (``analysis.stats.compare_models``).
 
 Run from the repository root, e.g. to compare the kept reference study before and after its
 rerun on another machine::
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.stats import compare_two
+from analysis.stats import compare_models
 from gridstudy.results import load_results
 
 
@@ -51,11 +51,11 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame, score: str = "i_prime") -> pd.Da
 
 
 def conclusion(table: pd.DataFrame, score: str = "i_prime") -> dict[str, float]:
-    """Cliff's δ of each EBGAN variant against the GAN on ``score`` (ok runs)."""
-    ok = table[table["status"] == "ok"]
-    gan = ok.loc[ok["model"] == "gan", score]
-    return {m: compare_two(ok.loc[ok["model"] == m, score], gan)["cliffs_delta"]
-            for m in ("ebgan", "ebgan_pt") if (ok["model"] == m).any()}
+    """Cliff's δ of each EBGAN variant against the GAN on ``score`` over all ok runs: the
+    report's headline comparison (``analysis.stats.compare_models``, its first panel)."""
+    rows = compare_models(table[table["status"] == "ok"], score)
+    rows = rows[rows["panel"] == rows["panel"].iloc[0]]
+    return dict(zip(rows["model_a"], rows["cliffs_delta"], strict=True))
 
 
 def main() -> None:
